@@ -1,0 +1,58 @@
+# Two commands do everything on a fresh machine: `make train` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+
+# Training knobs (override on the command line: make train METHOD=pcke DATASET=nw-ucla)
+METHOD  ?= pcle
+DATASET ?= synthetic
+CONFIG  ?=
+OUT     ?= runs/$(DATASET)-$(METHOD)
+NPROC   ?= 1
+TRAIN_ARGS ?=
+
+# Knowledge engine knobs (make prompts LLM_BASE_URL=http://127.0.0.1:8000/v1 LLM_MODEL=...)
+PROMPTS_DATASET ?= nw-ucla
+LLM_BASE_URL ?=
+LLM_MODEL    ?=
+PROMPTS_ARGS ?=
+
+# Nothing is ever fetched from a model hub at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install train test prompts bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+ifeq ($(NPROC),1)
+	$(BIN)/pcle train --dataset $(DATASET) --method $(METHOD) --out $(OUT) $(if $(CONFIG),--config $(CONFIG)) $(TRAIN_ARGS)
+else
+	$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) -m pipeline train --dataset $(DATASET) --method $(METHOD) --out $(OUT) $(if $(CONFIG),--config $(CONFIG)) $(TRAIN_ARGS)
+endif
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+prompts: install
+	$(BIN)/pcle prompts generate --dataset $(PROMPTS_DATASET) $(if $(LLM_BASE_URL),--base-url $(LLM_BASE_URL)) $(if $(LLM_MODEL),--model $(LLM_MODEL)) $(PROMPTS_ARGS)
+
+bench: install
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

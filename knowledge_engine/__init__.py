@@ -1,0 +1,1 @@
+"""Stage 1: LLM-generated prompt corpora for every action class."""

@@ -1,0 +1,1 @@
+"""Stage 2: skeleton-text contrastive recognizer (PCKE / PCLE)."""
