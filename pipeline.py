@@ -1,0 +1,36 @@
+"""`pcle`: the command line of both stages (typer).
+
+    pcle train --dataset nw-ucla --method pcle      # stage 2: train a recognizer
+    pcle evaluate runs/nw-ucla-pcle                 # top-1/top-5, per-class accuracy, scores
+    pcle prompts generate --dataset nw-ucla         # stage 1: LLM-written prompt corpora
+    pcle data info PATH                             # datasets
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from knowledge_engine.cli import app as prompts_app  # noqa: E402
+from recognizer.cli import evaluate_command, train_command  # noqa: E402
+from recognizer.datasets.cli import app as data_app  # noqa: E402
+
+app = typer.Typer(help="PCKE / PCLE: language-guided skeleton action recognition.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.add_typer(prompts_app, name="prompts")
+app.add_typer(data_app, name="data")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

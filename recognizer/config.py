@@ -1,0 +1,225 @@
+"""Every experimental choice as data: nested dataclasses, read from and written to YAML.
+
+Resolution order: dataclass defaults -> `configs/<dataset>.yaml` preset -> the user's `--config`
+file -> `--set key=value` overrides -> `--method` (pcke | pcle | gap). The resolved config is saved
+as `config.yaml` in every run folder, so a run is reproducible from its folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recognizer.datasets.base import ClipConfig
+from recognizer.losses import LossConfig
+from recognizer.text_encoder import TextConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+METHODS = ("pcke", "pcle", "gap")
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown key or a value of the wrong type."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"
+    root: str | None = None
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    num_workers: int = 2
+    val_fraction: float = 0.0  # held out of train (stratified) for ensemble-weight search
+    options: dict = field(default_factory=dict)  # passed to the dataset builder
+
+
+@dataclass
+class ModelConfig:
+    width: int = 64  # CTR-GCN base channels (64 -> 64/128/256)
+    kernel: int = 5
+    dilations: tuple[int, ...] = (1, 2)
+    bridger: bool = True
+    bridger_queries: int = 8
+    interaction: bool = True
+    heads: int = 8
+    dropout: float = 0.0
+    init_temperature: float = 0.07  # logit scale starts at 1 / T
+    max_logit_scale: float = 100.0
+    fuse_weight: float = 0.5  # inference: logits + w * (scale * similarity after interaction)
+
+
+@dataclass
+class PromptConfig:
+    method: str = "pcle"  # pcke: corpus descriptions | pcle: learnable context
+    corpus: str | None = None  # default: the dataset's curated corpus
+    n_ctx: int = 16
+    class_specific: bool = False
+    ctx_init: str = ""  # e.g. "a person is"
+    cache_dir: str = ".cache/text-embeddings"
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 110
+    batch_size: int = 200
+    lr: float = 0.1
+    base_batch: int = 0  # >0: lr scales with global_batch / base_batch
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 5
+    milestones: tuple[int, ...] = (90, 100)
+    gamma: float = 0.1
+    repeat: int = 1  # passes over the training set per epoch (NW-UCLA: 5)
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:1
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    eval_every: int = 1
+    compile: bool = False
+    sync_bn: bool = False
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    method: str = "pcle"  # pcke | pcle | gap, as given on the command line
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    origin = typing.get_origin(typ)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        return merge(typ(), value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list")
+        inner = typing.get_args(typ)[0]
+        return tuple(_coerce(v, inner, where) for v in value)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        typ = next(a for a in args if a is not type(None))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ in (int, float, str, bool) and not isinstance(value, typ):
+        raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}")
+    if typ is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected int, got {value!r}")
+    return value
+
+
+def merge(obj: Any, values: dict, where: str = "config") -> Any:
+    """A copy of dataclass `obj` with `values` (nested dict) applied; unknown keys are errors."""
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    updates = {}
+    for key, value in (values or {}).items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            updates[key] = merge(current, value, f"{where}.{key}")
+        else:
+            updates[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return dataclasses.replace(obj, **updates)
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def parse_override(item: str) -> dict:
+    """'optim.lr=0.05' -> {'optim': {'lr': 0.05}} (the value is parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw else ""
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def apply_method(cfg: Config, method: str) -> Config:
+    """pcke / pcle select the prompt source; gap = PCKE prompts with interaction and ranking off."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
+    cfg = dataclasses.replace(cfg, method=method, prompt=dataclasses.replace(
+        cfg.prompt, method="pcle" if method == "pcle" else "pcke"))
+    if method == "gap":
+        cfg = dataclasses.replace(
+            cfg,
+            model=dataclasses.replace(cfg.model, bridger=False, interaction=False, fuse_weight=0.0),
+            loss=dataclasses.replace(cfg.loss, ranking=False),
+        )
+    return cfg
+
+
+def preset_path(dataset: str) -> Path | None:
+    """configs/<dataset>.yaml, else the family's (ntu60-xsub -> configs/ntu.yaml)."""
+    family = dataset.split("-")[0].rstrip("0123456789")
+    for name in (dataset, family):
+        if (CONFIG_DIR / f"{name}.yaml").is_file():
+            return CONFIG_DIR / f"{name}.yaml"
+    return None
+
+
+def resolve(dataset: str | None = None, method: str | None = None, config_file: str | None = None,
+            overrides: list[str] | None = None) -> Config:
+    cfg = Config()
+    if dataset:
+        cfg = merge(cfg, {"data": {"dataset": dataset}})
+    preset = preset_path(cfg.data.dataset)
+    if preset is not None:
+        cfg = merge(cfg, read_yaml(preset), str(preset))
+    if config_file:
+        cfg = merge(cfg, read_yaml(config_file), str(config_file))
+    for item in overrides or []:
+        cfg = merge(cfg, parse_override(item), f"--set {item}")
+    if dataset:  # the command line wins over a config file's dataset
+        cfg = merge(cfg, {"data": {"dataset": dataset}})
+    return apply_method(cfg, method or cfg.method)
+
+
+def to_dict(cfg: Any) -> dict:
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return list(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_yaml_text(text: str) -> Config:
+    return merge(Config(), yaml.safe_load(text) or {}, "config.yaml")

@@ -1,0 +1,184 @@
+"""CTR-GCN skeleton encoder (Chen et al., ICCV 2021), as GAP and PCLE use it.
+
+Ten units with channels 64,64,64,64,128,128,128,256,256,256 (times `width / 64`), temporal stride 2
+at units 5 and 8, three adjacency subsets (self, inward, outward) refined channel-wise per sample,
+multi-scale temporal convolution (kernel 5, dilations 1 and 2, plus max-pool and 1x1 branches).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _conv_init(conv: nn.Conv2d) -> None:
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+def _bn_init(bn: nn.BatchNorm2d, scale: float) -> None:
+    nn.init.constant_(bn.weight, scale)
+    nn.init.zeros_(bn.bias)
+
+
+class TemporalConv(nn.Module):
+    """Temporal conv (k x 1) with dilation, then BN. (N, C, T, V) -> (N, C', T/stride, V)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        pad = (kernel + (kernel - 1) * (dilation - 1) - 1) // 2
+        self.conv = nn.Conv2d(cin, cout, (kernel, 1), (stride, 1), (pad, 0), (dilation, 1))
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class MultiScaleTemporalConv(nn.Module):
+    """Branches: one temporal conv per dilation, a max-pool branch and a 1x1 branch, concatenated."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 5, stride: int = 1, dilations=(1, 2), residual=True):
+        super().__init__()
+        n_branches = len(dilations) + 2
+        assert cout % n_branches == 0, "out channels must divide by the number of branches"
+        bc = cout // n_branches
+        self.branches = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(cin, bc, 1), nn.BatchNorm2d(bc), nn.ReLU(inplace=True),
+                    TemporalConv(bc, bc, kernel, stride, d),
+                )
+                for d in dilations
+            ]
+        )
+        self.branches.append(
+            nn.Sequential(
+                nn.Conv2d(cin, bc, 1), nn.BatchNorm2d(bc), nn.ReLU(inplace=True),
+                nn.MaxPool2d((3, 1), (stride, 1), (1, 0)), nn.BatchNorm2d(bc),
+            )
+        )
+        self.branches.append(nn.Sequential(nn.Conv2d(cin, bc, 1, stride=(stride, 1)), nn.BatchNorm2d(bc)))
+        if not residual:
+            self.residual = None
+        elif cin == cout and stride == 1:
+            self.residual = nn.Identity()
+        else:
+            self.residual = TemporalConv(cin, cout, 1, stride)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                _conv_init(m)
+            elif isinstance(m, nn.BatchNorm2d):
+                _bn_init(m, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.cat([b(x) for b in self.branches], dim=1)
+        return out if self.residual is None else out + self.residual(x)
+
+
+class CTRGC(nn.Module):
+    """Channel-wise topology refinement: a shared adjacency plus a per-sample, per-channel offset."""
+
+    def __init__(self, cin: int, cout: int, rel_reduction: int = 8):
+        super().__init__()
+        self.rel = 8 if cin in (3, 2, 9) else max(cin // rel_reduction, 1)
+        self.conv1 = nn.Conv2d(cin, self.rel, 1)
+        self.conv2 = nn.Conv2d(cin, self.rel, 1)
+        self.conv3 = nn.Conv2d(cin, cout, 1)
+        self.conv4 = nn.Conv2d(self.rel, cout, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                _conv_init(m)
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, T, V); a: (V, V)
+        x1, x2 = self.conv1(x).mean(-2), self.conv2(x).mean(-2)  # (N, R, V)
+        rel = torch.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))  # (N, R, V, V)
+        adj = self.conv4(rel) * alpha + a  # (N, C', V, V)
+        return torch.einsum("ncuv,nctv->nctu", adj, self.conv3(x))
+
+
+class GraphConv(nn.Module):
+    """Sum of CTR-GC over the adjacency subsets, BN, residual, ReLU."""
+
+    def __init__(self, cin: int, cout: int, adjacency: np.ndarray, residual: bool = True):
+        super().__init__()
+        self.convs = nn.ModuleList([CTRGC(cin, cout) for _ in range(adjacency.shape[0])])
+        self.A = nn.Parameter(torch.from_numpy(adjacency.astype(np.float32)))  # learnable, as CTR-GCN
+        self.alpha = nn.Parameter(torch.zeros(1))
+        if not residual:
+            self.down = None
+        elif cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout))
+        else:
+            self.down = nn.Identity()
+        self.bn = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                _conv_init(m)
+            elif isinstance(m, nn.BatchNorm2d):
+                _bn_init(m, 1.0)
+        _bn_init(self.bn, 1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = sum(conv(x, self.A[i], self.alpha) for i, conv in enumerate(self.convs))
+        y = self.bn(y)
+        if self.down is not None:
+            y = y + self.down(x)
+        return self.relu(y)
+
+
+class Unit(nn.Module):
+    """One TCN-GCN unit: graph conv then multi-scale temporal conv, with a residual around both."""
+
+    def __init__(self, cin: int, cout: int, adjacency: np.ndarray, stride: int = 1, residual: bool = True,
+                 kernel: int = 5, dilations=(1, 2)):
+        super().__init__()
+        self.gcn = GraphConv(cin, cout, adjacency)
+        self.tcn = MultiScaleTemporalConv(cout, cout, kernel, stride, dilations, residual=False)
+        self.relu = nn.ReLU(inplace=True)
+        if not residual:
+            self.residual = None
+        elif cin == cout and stride == 1:
+            self.residual = nn.Identity()
+        else:
+            self.residual = TemporalConv(cin, cout, 1, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.tcn(self.gcn(x))
+        return self.relu(y if self.residual is None else y + self.residual(x))
+
+
+class CTRGCN(nn.Module):
+    """(B, C_in, T, V, M) -> feature map (B*M, 256*width/64, T/4, V)."""
+
+    def __init__(self, adjacency: np.ndarray, in_channels: int = 3, num_person: int = 2, width: int = 64,
+                 kernel: int = 5, dilations=(1, 2)):
+        super().__init__()
+        v = adjacency.shape[-1]
+        c1, c2, c3 = width, 2 * width, 4 * width
+        self.out_channels = c3
+        self.data_bn = nn.BatchNorm1d(num_person * in_channels * v)
+        plan = [(in_channels, c1, 1, False), (c1, c1, 1, True), (c1, c1, 1, True), (c1, c1, 1, True),
+                (c1, c2, 2, True), (c2, c2, 1, True), (c2, c2, 1, True),
+                (c2, c3, 2, True), (c3, c3, 1, True), (c3, c3, 1, True)]
+        self.units = nn.ModuleList(
+            [Unit(ci, co, adjacency, s, r, kernel, dilations) for ci, co, s, r in plan]
+        )
+        _bn_init(self.data_bn, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, v, m = x.shape
+        x = x.permute(0, 4, 3, 1, 2).reshape(b, m * v * c, t)  # (B, M*V*C, T)
+        x = self.data_bn(x)
+        x = x.view(b, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(b * m, c, t, v)  # (B*M, C, T, V)
+        for unit in self.units:
+            x = unit(x)
+        return x  # (B*M, C_out, T/4, V)
+
+
+def num_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+

@@ -1,0 +1,415 @@
+"""Training, top to bottom: data, text side, model, SGD with warm-up and steps, checkpoint every epoch.
+
+A run folder holds `config.yaml`, `log.jsonl`, `checkpoint.pt`, `metrics.json`, the test scores
+(`scores_test.npy`, `labels_test.npy`, `samples_test.txt`) and TensorBoard events (`tb/`).
+`resume=True` continues from `checkpoint.pt` exactly: every random draw depends only on
+(seed, epoch, sample), so an interrupted and resumed run ends with the same weights as one that
+never stopped. Under `torchrun` the same code runs DDP; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Sampler
+
+from recognizer.checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint
+from recognizer.config import Config, from_yaml_text, to_yaml
+from recognizer.corpus import load_corpus
+from recognizer.datasets import DatasetBundle, SkeletonDataset, Split, build_dataset
+from recognizer.graph import Layout
+from recognizer.losses import total_loss
+from recognizer.model import PromptedContrastiveModel
+from recognizer.prompt_learner import PromptLearner
+from recognizer.text_bank import TextBank, build_text_bank
+from recognizer.text_encoder import TextEncoder, build_text_encoder
+
+console = Console(stderr=True)
+
+
+# ----------------------------------------------------------------------------- environment
+@dataclass
+class Env:
+    device: torch.device
+    amp: torch.dtype | None
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_env(cfg: Config) -> Env:
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    want = cfg.run.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if want.startswith("cuda"):
+            torch.cuda.set_device(local)
+            want = f"cuda:{local}"
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if want.startswith("cuda") else "gloo")
+    device = torch.device(want)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}.get(cfg.run.amp)
+    if cfg.run.amp == "auto":
+        amp = torch.bfloat16 if device.type == "cuda" else None
+    elif cfg.run.amp not in ("bf16", "fp16", "off"):
+        raise ValueError(f"run.amp must be auto, bf16, fp16 or off, not '{cfg.run.amp}'")
+    return Env(device, amp, rank, world)
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation per epoch drawn from (seed, epoch), `repeat` passes long, sliced per rank.
+
+    Rank r takes positions r, r+W, r+2W, ...: with a per-rank batch of B/W, the ranks' batches at
+    step k together are exactly the single-process batch k of size B.
+    """
+
+    def __init__(self, n: int, seed: int, repeat: int = 1, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.repeat, self.rank, self.world = n, seed, repeat, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n * self.repeat // self.world
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.cat([torch.randperm(self.n, generator=g) for _ in range(self.repeat)])
+        perm = perm[: len(self) * self.world]
+        return iter(perm[self.rank :: self.world].tolist())
+
+
+def lr_at(cfg: Config, epoch: int, world_batch: int) -> float:
+    """Linear warm-up over `warmup_epochs`, then x gamma at each milestone (per epoch, as GAP)."""
+    o = cfg.optim
+    base = o.lr * (world_batch / o.base_batch if o.base_batch else 1.0)
+    if epoch < o.warmup_epochs:
+        return base * (epoch + 1) / o.warmup_epochs
+    return base * o.gamma ** sum(epoch >= m for m in o.milestones)
+
+
+# ----------------------------------------------------------------------------- building blocks
+def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
+    """Stratified validation split taken out of train (for ensemble-weight search)."""
+    if fraction <= 0:
+        return split, None
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(split.labels):
+        members = np.flatnonzero(split.labels == c)
+        val.append(rng.permutation(members)[: max(1, int(fraction * len(members)))])
+    val = np.concatenate(val)
+    keep = np.setdiff1d(np.arange(len(split)), val)
+
+    def take(idx: np.ndarray) -> Split:
+        return Split(split.data[idx], split.labels[idx], split.lengths[idx],
+                     [split.names[i] for i in idx] if split.names else [])
+
+    return take(keep), take(np.sort(val))
+
+
+@dataclass
+class Parts:
+    bundle: DatasetBundle
+    val: Split | None
+    encoder: TextEncoder
+    bank: TextBank
+    model: PromptedContrastiveModel
+
+
+def build_parts(cfg: Config, env: Env) -> Parts:
+    bundle = build_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+    train_split, val = holdout(bundle.train, cfg.data.val_fraction, cfg.run.seed)
+    bundle.train = train_split
+    corpus_path = cfg.prompt.corpus or bundle.corpus
+    if corpus_path is None:
+        raise ValueError(f"dataset '{bundle.name}' has no default corpus: set prompt.corpus")
+    corpus = load_corpus(corpus_path, bundle.class_names)
+    encoder = build_text_encoder(cfg.text).to(env.device)
+    bank = build_text_bank(encoder, corpus, cfg.prompt.cache_dir).to(env.device)
+    learner = None
+    if cfg.prompt.method == "pcle":
+        learner = PromptLearner(encoder, bundle.class_names, cfg.prompt.n_ctx, cfg.prompt.class_specific,
+                                cfg.prompt.ctx_init)
+    sample = bundle.train.data[0]  # (C, T, V, M)
+    torch.manual_seed(cfg.run.seed)
+    model = PromptedContrastiveModel(cfg.model, bundle.layout, len(bundle.class_names), encoder.dim,
+                                     in_channels=sample.shape[0], num_person=sample.shape[-1],
+                                     prompt_learner=learner).to(env.device)
+    return Parts(bundle, val, encoder, bank, model)
+
+
+def make_loader_for(split: Split, layout: Layout, cfg: Config, train: bool, env: Env) -> DataLoader:
+    ds = SkeletonDataset(split, layout, cfg.data.clip, train=train, seed=cfg.run.seed)
+    batch = cfg.optim.batch_size // env.world
+    sampler = EpochSampler(len(ds), cfg.run.seed, cfg.optim.repeat, env.rank, env.world) if train else None
+    return DataLoader(ds, batch_size=batch, sampler=sampler, shuffle=False, drop_last=False,
+                      num_workers=cfg.data.num_workers, pin_memory=env.device.type == "cuda")
+
+
+def forward(model, parts: Parts, cfg: Config, x: torch.Tensor, env: Env) -> dict[str, torch.Tensor]:
+    """Run the model with the text side of the configured method."""
+    pcle = cfg.prompt.method == "pcle"
+    with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
+        return model(x, encoder=parts.encoder if pcle else None, class_text=None if pcle else parts.bank.classes)
+
+
+def unwrap(model) -> PromptedContrastiveModel:
+    return model.module if hasattr(model, "module") else model
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def predict(model: PromptedContrastiveModel, loader: DataLoader, env: Env,
+            class_text: torch.Tensor | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C) scores and (N,) labels over a loader, with fixed class text embeddings."""
+    model.eval()
+    scores, labels = [], []
+    for x, y, _ in _track(loader, "evaluate", progress):
+        with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
+            out = model(x.to(env.device, non_blocking=True), class_text=class_text)
+        scores.append(model.scores(out).float().cpu())
+        labels.append(y)
+    return torch.cat(scores).numpy(), torch.cat(labels).numpy()
+
+
+def topk(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = min(k, scores.shape[1])
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return float((top == labels[:, None]).any(1).mean() * 100)
+
+
+def per_class_accuracy(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float | None]:
+    pred = scores.argmax(1)
+    return [float((pred[labels == c] == c).mean() * 100) if (labels == c).any() else None for c in range(num_classes)]
+
+
+def final_class_text(model: PromptedContrastiveModel, parts: Parts, cfg: Config) -> torch.Tensor:
+    """(C, D) class text embeddings to store with the model: learned prompts (PCLE) or the corpus."""
+    with torch.no_grad():
+        if cfg.prompt.method == "pcle":
+            return model.prompt_learner(parts.encoder).float()
+        return parts.bank.classes.float()
+
+
+# ----------------------------------------------------------------------------- the loop
+def _track(iterable, description: str, enabled: bool):
+    if not enabled:
+        yield from iterable
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        yield from bar.track(iterable, description=description)
+
+
+def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoader, opt, scaler,
+                    epoch: int, progress: bool) -> dict[str, float]:
+    model.train()
+    loader.sampler.set_epoch(epoch)
+    loader.dataset.set_epoch(epoch)
+    gen = torch.Generator().manual_seed(cfg.run.seed * 7919 + epoch + 1_000_000 * env.rank)  # synonym draws
+    sums: dict[str, float] = {}
+    n_seen, t0 = 0, time.perf_counter()
+    for x, y, _ in _track(loader, f"epoch {epoch + 1}/{cfg.optim.epochs}", progress and env.main):
+        x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
+        out = forward(model, parts, cfg, x, env)
+        if cfg.prompt.method == "pcle":
+            out["text_sample"] = out["class_text"][y]  # (B, D) the learned prompt of each sample's class
+        else:
+            out["text_sample"] = parts.bank.sample(y, gen)  # (B, D) one random synonym per sample
+        out["text_parts"] = parts.bank.parts[y]  # (B, 4, D)
+        terms = total_loss(out, y, cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(terms["loss"]).backward()
+        scaler.step(opt)
+        scaler.update()
+        if not math.isfinite(terms["loss"].item()):
+            raise FloatingPointError(f"loss became {terms['loss'].item()} at epoch {epoch + 1}: lower optim.lr")
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v.item() * len(y)
+        sums["correct"] = sums.get("correct", 0.0) + (out["logits"].argmax(1) == y).sum().item()
+        n_seen += len(y)
+    elapsed = time.perf_counter() - t0
+    stats = {k: v / max(n_seen, 1) for k, v in sums.items()}
+    stats["train_top1"] = stats.pop("correct", 0.0) * 100
+    stats["samples_per_s"] = n_seen * env.world / max(elapsed, 1e-9)
+    stats["epoch_seconds"] = elapsed
+    return stats
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_state(model, opt, scaler, cfg: Config, parts: Parts, epoch: int, history: list) -> dict:
+    net = unwrap(model)
+    return {
+        "format": 1,
+        "model": {k: v for k, v in net.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,  # epochs completed
+        "rng": _rng_state(),
+        "config": to_yaml(cfg),
+        "class_names": parts.bundle.class_names,
+        "layout": parts.bundle.layout.name,
+        "text_encoder": parts.encoder.name,
+        "text_dim": parts.encoder.dim,
+        "input_shape": list(parts.bundle.train.data.shape[1:]),  # (C, T_max, V, M)
+        "history": history,
+    }
+
+
+def write_scores(run: Path, tag: str, scores: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
+    for name, arr in ((f"scores_{tag}.npy", scores.astype(np.float32)), (f"labels_{tag}.npy", labels.astype(np.int64))):
+        path = run / name
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, arr)
+        os.replace(tmp, path)
+    atomic_write_text(run / f"samples_{tag}.txt", "\n".join(names) + "\n")
+
+
+def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | None = None,
+          progress: bool = True) -> dict:
+    """Train (or resume) a run in folder `out`; returns the metrics written to metrics.json."""
+    env = setup_env(cfg)
+    run = Path(out)
+    ckpt_path = run / "checkpoint.pt"
+    state = None
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"{ckpt_path}: nothing to resume (train without --resume first)")
+        state = load_checkpoint(ckpt_path)
+        cfg = from_yaml_text(state["config"])  # the run's own config wins
+    elif ckpt_path.is_file() and env.main:
+        raise FileExistsError(f"{run}: already holds a run (use --resume to continue, or another --out)")
+    torch.manual_seed(cfg.run.seed)
+    parts = build_parts(cfg, env)
+    model = parts.model
+    if cfg.run.sync_bn and env.world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(trainable, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
+                          weight_decay=cfg.optim.weight_decay)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=env.amp == torch.float16)
+    start, history = 0, []
+    if state is not None:
+        unwrap(model).load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start, history = state["epoch"], list(state["history"])
+        _set_rng_state(state["rng"])
+    if env.world > 1:
+        ids = [env.device.index] if env.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.run.compile:
+        model = torch.compile(model)
+    train_loader = make_loader_for(parts.bundle.train, parts.bundle.layout, cfg, True, env)
+    test_loader = make_loader_for(parts.bundle.test, parts.bundle.layout, cfg, False, env)
+    writer = None
+    if env.main:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "config.yaml", to_yaml(cfg))
+        writer = _tensorboard(run)
+    end = cfg.optim.epochs if stop_after is None else min(cfg.optim.epochs, start + stop_after)
+    for epoch in range(start, end):
+        lr = lr_at(cfg, epoch, cfg.optim.batch_size)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        stats = train_one_epoch(model, parts, cfg, env, train_loader, opt, scaler, epoch, progress)
+        stats.update(epoch=epoch + 1, lr=lr, logit_scale=float(unwrap(model).scale.detach()))
+        last = epoch + 1 == cfg.optim.epochs
+        if env.main and ((epoch + 1) % cfg.run.eval_every == 0 or last):
+            net = unwrap(model)
+            scores, labels = predict(net, test_loader, env, final_class_text(net, parts, cfg))
+            stats.update(test_top1=topk(scores, labels, 1), test_top5=topk(scores, labels, 5))
+        history.append(stats)
+        if env.main:
+            _log_epoch(run, writer, history)
+            atomic_torch_save(checkpoint_state(model, opt, scaler, cfg, parts, epoch + 1, history), ckpt_path)
+    if env.world > 1:
+        dist.barrier()
+    if end < cfg.optim.epochs or not env.main:
+        return {"epochs": end, "stopped": True}
+    return finish(run, unwrap(model), opt, scaler, cfg, parts, env, test_loader, history, progress)
+
+
+def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config, parts: Parts, env: Env,
+           test_loader: DataLoader, history: list, progress: bool) -> dict:
+    """Store the final class text in the checkpoint, write scores and metrics.json."""
+    model.class_text.copy_(final_class_text(model, parts, cfg))
+    state = checkpoint_state(model, opt, scaler, cfg, parts, cfg.optim.epochs, history)
+    atomic_torch_save(state, run / "checkpoint.pt")
+    scores, labels = predict(model, test_loader, env, progress=progress)  # stored class text: no encoder
+    write_scores(run, "test", scores, labels, parts.bundle.test.names)
+    if parts.val is not None:
+        val_loader = make_loader_for(parts.val, parts.bundle.layout, cfg, False, env)
+        v_scores, v_labels = predict(model, val_loader, env)
+        write_scores(run, "val", v_scores, v_labels, parts.val.names)
+    speeds = [h["samples_per_s"] for h in history]
+    per_class = per_class_accuracy(scores, labels, len(parts.bundle.class_names))
+    metrics = {
+        "method": cfg.method,
+        "dataset": parts.bundle.name,
+        "stream": cfg.data.clip.stream,
+        "top1": topk(scores, labels, 1),
+        "top5": topk(scores, labels, 5),
+        "mean_class_accuracy": float(np.mean([a for a in per_class if a is not None])),
+        "epochs": cfg.optim.epochs,
+        "train_samples_per_s": float(np.median(speeds)) if speeds else 0.0,
+        "text_encoder": parts.encoder.name,
+        "device": str(env.device),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "per_class_top1": dict(zip(parts.bundle.class_names, per_class)),
+    }
+    atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _tensorboard(run: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; stay usable without it
+        return None
+    return SummaryWriter(str(run / "tb"))
+
+
+def _log_epoch(run: Path, writer, history: list[dict]) -> None:
+    """log.jsonl is rewritten from the history the checkpoint holds, so a resumed run never repeats a line."""
+    atomic_write_text(run / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    stats = history[-1]
+    if writer is not None:
+        for k, v in stats.items():
+            if k != "epoch":
+                writer.add_scalar(k.replace("_", "/", 1) if k.startswith(("test_", "train_")) else f"train/{k}",
+                                  v, stats["epoch"])
+        writer.flush()

@@ -1,0 +1,86 @@
+"""Real training runs on the embedded dataset with tiny models: one per method, resume, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipeline import app
+from recognizer.checkpoint import load_checkpoint
+from recognizer.config import resolve
+from recognizer.evaluate import load_trained
+from recognizer.train import train
+from tests.conftest import tiny_overrides
+
+RUN_FILES = {"config.yaml", "log.jsonl", "checkpoint.pt", "metrics.json", "scores_test.npy", "labels_test.npy",
+             "samples_test.txt", "tb"}
+
+
+@pytest.mark.parametrize("method,encoder", [("pcke", "tiny-bert"), ("pcle", "tiny-clip"), ("gap", "tiny-bert")])
+def test_end_to_end_run_folder(tmp_path, method, encoder):
+    cfg = resolve("synthetic", method, overrides=tiny_overrides(tmp_path, encoder))
+    metrics = train(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    saved = json.loads((run / "metrics.json").read_text())
+    for key in ("top1", "top5", "epochs", "train_samples_per_s", "method", "dataset"):
+        assert key in saved
+    assert saved["method"] == method and saved["dataset"] == "synthetic" and saved["epochs"] == 2
+    assert 0 <= metrics["top1"] <= metrics["top5"] <= 100
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2]
+    assert {"loss", "ce", "lr", "samples_per_s", "test_top1", "logit_scale"} <= set(log[0])
+    assert ("ranking" in log[0]) == (method != "gap")
+    scores = np.load(run / "scores_test.npy")
+    assert scores.shape == (30, 10)
+    # inference needs no text encoder: the checkpoint carries the class text embeddings
+    trained = load_trained(run)
+    assert trained.model.class_text.abs().sum() > 0
+    assert not any(k.startswith("prompt_learner") for k in trained.model.state_dict())
+
+
+def test_resume_gives_the_same_weights(tmp_path):
+    over = tiny_overrides(tmp_path, "tiny-clip")
+    full = train(resolve("synthetic", "pcle", overrides=over), tmp_path / "full", progress=False)
+    part = train(resolve("synthetic", "pcle", overrides=over), tmp_path / "split", stop_after=1, progress=False)
+    assert part == {"epochs": 1, "stopped": True}
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["epoch"] == 1
+    resumed = train(resolve("synthetic", "pcle", overrides=over), tmp_path / "split", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert resumed["top1"] == full["top1"]
+    log = (tmp_path / "split" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 2  # no repeated epoch in the log
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    over = tiny_overrides(tmp_path) + ["optim.epochs=1"]
+    train(resolve("synthetic", "gap", overrides=over), tmp_path / "r", progress=False)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(resolve("synthetic", "gap", overrides=over), tmp_path / "r", progress=False)
+
+
+def test_cli_train_evaluate_and_clean_errors(tmp_path):
+    runner = CliRunner()
+    args = ["train", "--dataset", "synthetic", "--method", "pcke", "--out", str(tmp_path / "cli"), "--no-progress",
+            "--epochs", "1"]
+    for item in tiny_overrides(tmp_path):
+        args += ["--set", item]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "top1" in res.output
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "cli" / "eval.json").is_file()
+    res = runner.invoke(app, ["train", "--dataset", "nope", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "unknown dataset 'nope'" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["train", "--dataset", "synthetic", "--prompts", str(tmp_path / "none.jsonl"),
+                              "--out", str(tmp_path / "y")] + sum([["--set", i] for i in tiny_overrides(tmp_path)], []))
+    assert res.exit_code == 2 and "none.jsonl: corpus file not found" in res.output
+    res = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "empty")])
+    assert res.exit_code == 2 and "nothing to resume" in res.output
