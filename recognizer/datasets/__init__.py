@@ -19,6 +19,11 @@ BUILDERS: dict[str, Callable[..., DatasetBundle]] = {}
 MODULES = {
     "synthetic": "recognizer.datasets.synthetic",
     "nw-ucla": "recognizer.datasets.nw_ucla",
+    "ntu60-xsub": "recognizer.datasets.ntu",
+    "ntu60-xview": "recognizer.datasets.ntu",
+    "ntu120-xsub": "recognizer.datasets.ntu",
+    "ntu120-xset": "recognizer.datasets.ntu",
+    "native": "recognizer.datasets.native",
 }
 
 

@@ -1,0 +1,143 @@
+"""Build the corpus that training reads from cached replies, and write it without losing hand edits.
+
+Synonyms from every sample are merged, normalised (case, whitespace, quotes, trailing dots) and
+de-duplicated; the first valid body-part reply gives the parts and the description. A class with
+no valid reply gets a plainly worded fallback, listed in the record's `fallback` field and reported
+by `generate` and `validate`, never passed off as generated text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from knowledge_engine.cache import Cache
+from knowledge_engine.errors import KnowledgeEngineError
+from knowledge_engine.generate import Request
+from recognizer.corpus import PART_NAMES, ClassPrompts, dump_record, validate_record
+
+CONTENT_FIELDS = ("name", "synonyms", "parts", "description")
+
+
+def norm_name(text: str) -> str:
+    """A synonym's canonical form: lower case, single spaces, no quotes or trailing punctuation."""
+    return " ".join(text.replace("_", " ").split()).strip(" \"'`").rstrip(".!,;:").strip().lower()
+
+
+def norm_sentence(text: str) -> str:
+    """Single spaces, a capital first letter and a final full stop."""
+    text = " ".join(text.split()).strip(" \"'`")
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+def content_hash(record: dict) -> str:
+    """SHA-256 of the generated content; a mismatch later means someone edited the file by hand."""
+    content = {k: record.get(k) for k in CONTENT_FIELDS}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def is_edited(record: dict) -> bool:
+    return record.get("edited") is True or record.get("content_hash") != content_hash(record)
+
+
+def merge_synonyms(name: str, replies: list[list[str]], other_names: set[str]) -> list[str]:
+    """The class name first, then every new synonym in order of first appearance."""
+    out, seen = [norm_name(name)], {norm_name(name)}
+    for synonyms in replies:
+        for s in synonyms:
+            key = norm_name(s)
+            if key and key not in seen and key not in other_names:
+                seen.add(key)
+                out.append(key)
+    return out
+
+
+def _fallback_parts(name: str) -> dict[str, str]:
+    return {p: f"The {p} move as needed to {name}." for p in PART_NAMES}
+
+
+def build_record(class_id: int, name: str, rows: list[dict], model: str, other_names: set[str]) -> dict:
+    """One schema-valid corpus record from the cached rows of one class."""
+    choices = [c for row in rows if row.get("status") == "ok" for c in row["choices"]]
+    synonyms = merge_synonyms(name, [c["synonyms"] for c in choices if "synonyms" in c], other_names)
+    parts_reply = next((c for c in choices if "head" in c), None)
+    fallback = []
+    if len(synonyms) == 1:
+        fallback.append("synonyms")
+    if parts_reply is None:
+        fallback += ["parts", "description"]
+        parts, description = _fallback_parts(name), f"A person does the action {name}."
+    else:
+        parts = {p: norm_sentence(parts_reply[p]) for p in PART_NAMES}
+        description = norm_sentence(parts_reply["description"])
+    rec = ClassPrompts(class_id=class_id, name=name, synonyms=tuple(synonyms), parts=parts,
+                       description=description, source="generated", model=model, edited=False)
+    record = json.loads(dump_record(rec))
+    record["content_hash"] = content_hash(record)
+    if fallback:
+        record["fallback"] = fallback
+    validate_record(record, f"assembled record for class {class_id} {name!r}")
+    return record
+
+
+def assemble(classes: list[str], requests: list[Request], cache: Cache, model: str) -> list[dict]:
+    by_class: dict[int, list[dict]] = {}
+    for r in requests:
+        row = cache.get(r.key)
+        if row is not None:
+            by_class.setdefault(r.class_id, []).append(row)
+    names = {norm_name(n) for n in classes}
+    return [build_record(cid, name, by_class.get(cid, []), model, names - {norm_name(name)})
+            for cid, name in enumerate(classes)]
+
+
+def read_records(path: Path) -> list[dict]:
+    """Records of an existing corpus, as dicts; a line that is not JSON is an error naming file:line."""
+    records = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise KnowledgeEngineError(
+                f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise KnowledgeEngineError(f"{path}:{lineno}: a record is a JSON object")
+        records.append(rec)
+    return records
+
+
+def keep_edits(new: list[dict], path: Path, overwrite_edits: bool) -> tuple[list[dict], list[str]]:
+    """Replace regenerated records by their hand-edited versions in `path` (matched by class name)."""
+    if overwrite_edits or not path.is_file():
+        return new, []
+    old = {norm_name(str(r.get("name", ""))): r for r in read_records(path)}
+    out, kept = [], []
+    for rec in new:
+        prev = old.get(norm_name(rec["name"]))
+        if prev is not None and is_edited(prev):
+            prev = {**prev, "class_id": rec["class_id"], "edited": True}
+            validate_record(prev, f"{path}: hand-edited record {rec['name']!r}")
+            out.append(prev)
+            kept.append(rec["name"])
+        else:
+            out.append(rec)
+    return out, kept
+
+
+def write_atomic(path: Path, records: list[dict]) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a corpus."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,66 @@
+"""LLM backends behind one interface; `make_backend` picks one from flags or the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from knowledge_engine.backends.base import Backend
+from knowledge_engine.errors import KnowledgeEngineError
+
+KINDS = ("auto", "openai", "vllm", "llama", "llama-server")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Everything needed to build a backend. `api_key` is a secret: never logged or cached."""
+
+    kind: str = "auto"
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    timeout: float = 120.0
+    structured: str | None = None  # json_schema | json_object | none; None = the backend's default
+    tensor_parallel_size: int = 1
+
+    def __repr__(self) -> str:  # keep the key out of any accidental repr in logs
+        return f"BackendConfig(kind={self.kind!r}, base_url={self.base_url!r}, model={self.model!r})"
+
+
+def resolve_kind(cfg: BackendConfig) -> str:
+    """`auto`: the HTTP backend when a base URL is configured, otherwise the embedded model."""
+    if cfg.kind not in KINDS:
+        raise KnowledgeEngineError(
+            f"--backend: unknown backend {cfg.kind!r} (choose from {', '.join(KINDS)})")
+    if cfg.kind != "auto":
+        return cfg.kind
+    return "openai" if cfg.base_url else "llama"
+
+
+def make_backend(cfg: BackendConfig) -> Backend:
+    kind = resolve_kind(cfg)
+    if kind == "openai":
+        from knowledge_engine.backends.openai_compat import OpenAICompatBackend
+
+        if not cfg.base_url and not cfg.api_key:
+            raise KnowledgeEngineError("openai backend: set --base-url (or OPENAI_BASE_URL) or an API key")
+        if not cfg.model:
+            raise KnowledgeEngineError("openai backend: set --model (or LLM_MODEL)")
+        return OpenAICompatBackend(
+            base_url=cfg.base_url,
+            model=cfg.model,
+            api_key=cfg.api_key,
+            timeout=cfg.timeout,
+            structured=cfg.structured or "json_schema",
+        )
+    if kind == "vllm":
+        from knowledge_engine.backends.vllm_batch import VLLMBatchBackend
+
+        if not cfg.model:
+            raise KnowledgeEngineError("vllm backend: set --model to a local model directory or name")
+        return VLLMBatchBackend(cfg.model, structured=cfg.structured or "json_schema",
+                                tensor_parallel_size=cfg.tensor_parallel_size)
+    from knowledge_engine.backends.llama_cpp import LlamaCppBackend, LlamaServerBackend
+
+    if kind == "llama-server":
+        return LlamaServerBackend(model_path=cfg.model, timeout=cfg.timeout)
+    return LlamaCppBackend(model_path=cfg.model, structured=cfg.structured or "json_object")

