@@ -36,6 +36,15 @@ class TemporalConv(nn.Module):
         return self.bn(self.conv(x))
 
 
+def _residual(cin: int, cout: int, stride: int, enabled: bool) -> nn.Module | None:
+    """None, identity, or a strided 1x1 temporal conv when the shape changes."""
+    if not enabled:
+        return None
+    if cin == cout and stride == 1:
+        return nn.Identity()
+    return TemporalConv(cin, cout, 1, stride)
+
+
 class MultiScaleTemporalConv(nn.Module):
     """Branches: one temporal conv per dilation, a max-pool branch and a 1x1 branch, concatenated."""
 
@@ -60,12 +69,7 @@ class MultiScaleTemporalConv(nn.Module):
             )
         )
         self.branches.append(nn.Sequential(nn.Conv2d(cin, bc, 1, stride=(stride, 1)), nn.BatchNorm2d(bc)))
-        if not residual:
-            self.residual = None
-        elif cin == cout and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = TemporalConv(cin, cout, 1, stride)
+        self.residual = _residual(cin, cout, stride, residual)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 _conv_init(m)
@@ -139,12 +143,7 @@ class Unit(nn.Module):
         self.gcn = GraphConv(cin, cout, adjacency)
         self.tcn = MultiScaleTemporalConv(cout, cout, kernel, stride, dilations, residual=False)
         self.relu = nn.ReLU(inplace=True)
-        if not residual:
-            self.residual = None
-        elif cin == cout and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = TemporalConv(cin, cout, 1, stride)
+        self.residual = _residual(cin, cout, stride, residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.tcn(self.gcn(x))
