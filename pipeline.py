@@ -1,7 +1,10 @@
 """`pcle`: the command line of both stages (typer).
 
     pcle train --dataset nw-ucla --method pcle      # stage 2: train a recognizer
-    pcle evaluate runs/nw-ucla-pcle                 # top-1/top-5, per-class accuracy, scores
+    pcle evaluate runs/nw-ucla-pcle                 # top-1/top-5, per-class accuracy, scores, report/
+    pcle tsne runs/nw-ucla-gap runs/nw-ucla-pcle    # t-SNE figure (paper Fig. 2) with silhouette scores
+    pcle ablate --dataset nw-ucla --out runs/ablate # the ablation grid, Markdown + CSV table
+    pcle predict runs/nw-ucla-pcle clip.json        # top-k classes for new clips
     pcle prompts generate --dataset nw-ucla         # stage 1: LLM-written prompt corpora
     pcle data info PATH                             # datasets
 """
@@ -17,7 +20,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from knowledge_engine.cli import app as prompts_app  # noqa: E402
-from recognizer.cli import evaluate_command, train_command  # noqa: E402
+from recognizer.cli import (  # noqa: E402
+    ablate_command,
+    evaluate_command,
+    predict_command,
+    train_command,
+    tsne_command,
+)
 from recognizer.datasets.cli import app as data_app  # noqa: E402
 from recognizer.ensemble import ensemble_cli  # noqa: E402
 
@@ -26,6 +35,9 @@ app = typer.Typer(help="PCKE / PCLE: language-guided skeleton action recognition
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("ensemble")(ensemble_cli)
+app.command("tsne")(tsne_command)
+app.command("ablate")(ablate_command)
+app.command("predict")(predict_command)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(data_app, name="data")
 

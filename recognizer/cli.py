@@ -1,4 +1,4 @@
-"""`pcle train` and `pcle evaluate`: thin typer wrappers that turn errors into one clear line."""
+"""`pcle train|evaluate|tsne|ablate|predict`: thin typer wrappers that turn errors into one clear line."""
 
 from __future__ import annotations
 
@@ -75,12 +75,17 @@ def evaluate_command(
     run: Path = typer.Argument(..., help="run folder"),
     data_root: str = typer.Option(None, help="dataset location, if it moved since training"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
+    report: bool = typer.Option(True, help="also write RUN/report/ (report.md, report.json, confusion.png)"),
 ) -> None:
-    """Top-1/top-5 and per-class accuracy of a trained run; writes scores_test.npy and eval.json."""
+    """Top-1/top-5, per-class accuracy and a report; writes scores_test.npy, eval.json and RUN/report/."""
     from recognizer.evaluate import evaluate_run
+    from recognizer.report import report_run
 
     with clean_errors():
-        result = evaluate_run(run, data_root, device)
+        if report:
+            result, summary = report_run(run, data_root, device)
+        else:
+            result, summary = evaluate_run(run, data_root, device), None
         table = Table(title=f"{run}: top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  "
                             f"mean class {result['mean_class_accuracy']:.2f}")
         table.add_column("class")
@@ -88,3 +93,86 @@ def evaluate_command(
         for name, acc in result["per_class_top1"].items():
             table.add_row(name, "-" if acc is None else f"{acc:.1f}")
         console.print(table)
+        if summary is not None:
+            pairs = Table(title="most confused class pairs")
+            for col in ("true class", "predicted as", "clips", "% of true"):
+                pairs.add_column(col, justify="right" if col in ("clips", "% of true") else "left")
+            for p in summary["confused_pairs"][:5]:
+                pairs.add_row(p["true"], p["predicted"], str(p["count"]), f"{p['percent_of_true']:.1f}")
+            console.print(pairs)
+            console.print(f"report: {Path(run) / 'report'} (report.md, report.json, confusion.png)")
+
+
+def tsne_command(
+    runs: list[Path] = typer.Argument(..., help="one or more run folders (drawn side by side)"),
+    classes: list[str] = typer.Option(None, "--classes", help="class names or ids, comma-separated or repeated "
+                                                              "(default: the first 9)"),
+    out: Path = typer.Option(None, help="PNG to write (default: RUN/report/tsne.png of the first run)"),
+    per_class: int = typer.Option(100, help="at most this many test clips per class"),
+    seed: int = typer.Option(0, help="t-SNE and subsampling seed"),
+    data_root: str = typer.Option(None, help="dataset location, if it moved since training"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+) -> None:
+    """The paper's Fig. 2: t-SNE of skeleton embeddings (dots) and class text embeddings (diamonds)."""
+    from recognizer.tsne import tsne_figure
+
+    with clean_errors():
+        target = out or Path(runs[0]) / "report" / "tsne.png"
+        summary = tsne_figure([str(r) for r in runs], classes, target, per_class, seed, data_root, device)
+        table = Table(title=f"t-SNE of {len(summary['classes'])} classes -> {summary['figure']}")
+        for col in ("run", "method", "clips", "acc. on shown", "silhouette (embedding, cosine)",
+                    "silhouette (t-SNE 2-D)"):
+            table.add_column(col, justify="left" if col in ("run", "method") else "right")
+        for r in summary["runs"]:
+            fmt = [("-" if v is None else f"{v:.3f}") for v in (r["silhouette_embedding"], r["silhouette_tsne"])]
+            table.add_row(r["name"], r["method"], str(r["samples"]), f"{r['accuracy_on_shown']:.1f}", *fmt)
+        console.print(table)
+        console.print(f"numbers: {Path(summary['figure']).with_suffix('.json')}")
+
+
+def ablate_command(
+    config: Path = typer.Option(None, help="YAML config applied over the dataset preset"),
+    dataset: str = typer.Option(None, help="synthetic | nw-ucla | ntu60-xsub | ... | native"),
+    seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2"),
+    epochs: int = typer.Option(None, help="override optim.epochs for every run"),
+    set_: list[str] = typer.Option([], "--set", help="override any config key for every run"),
+    only: list[str] = typer.Option(None, "--only", help="run only these rows (names, comma-separated)"),
+    out: Path = typer.Option(..., help="grid folder: OUT/<row>/seed<k>/, OUT/ablation.md, OUT/ablation.csv"),
+    progress: bool = typer.Option(False, help="show progress bars"),
+) -> None:
+    """Run the ablation grid (GAP, PCKE, PCLE and PCLE without each part, context 4/8/16); resumes."""
+    from recognizer.ablate import parse_seeds, run_grid
+
+    with clean_errors():
+        records = run_grid(out, dataset, str(config) if config else None, parse_seeds(seeds), epochs, list(set_),
+                           only, progress, log=console.print)
+        console.print((out / "ablation.md").read_text(), markup=False)
+        console.print(f"tables: {out / 'ablation.md'}, {out / 'ablation.csv'} ({len(records)} runs)")
+
+
+def predict_command(
+    checkpoint: Path = typer.Argument(..., help="checkpoint.pt or a run folder"),
+    files: list[Path] = typer.Argument(..., help="clips: NTU .skeleton, NW-UCLA .json, .npy, native dataset folder"),
+    top_k: int = typer.Option(5, "--top-k", help="classes to show per clip"),
+    json_out: Path = typer.Option(None, "--json", help="also write the predictions to this JSON file"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+) -> None:
+    """Top-k classes with probabilities for new clips; needs only the checkpoint."""
+    import json
+
+    from recognizer.checkpoint import atomic_write_text
+    from recognizer.predict import predict_files
+
+    with clean_errors():
+        results = predict_files(checkpoint, [str(f) for f in files], top_k, device)
+        for r in results:
+            table = Table(title=r["source"] + (f"  (true: {r['true']})" if "true" in r else ""), title_justify="left")
+            table.add_column("#", justify="right")
+            table.add_column("class")
+            table.add_column("probability", justify="right")
+            for i, t in enumerate(r["top"], 1):
+                table.add_row(str(i), t["class"], f"{t['probability']:.3f}")
+            console.print(table)
+        if json_out:
+            atomic_write_text(json_out, json.dumps(results, indent=1) + "\n")
+            console.print(f"wrote {json_out}")

@@ -28,6 +28,7 @@ from recognizer.checkpoint import atomic_torch_save, atomic_write_text, load_che
 from recognizer.config import Config, from_yaml_text, to_yaml
 from recognizer.corpus import load_corpus
 from recognizer.datasets import DatasetBundle, SkeletonDataset, Split, build_dataset
+from recognizer.distributed import gather_outputs, sync_batchnorm
 from recognizer.graph import Layout
 from recognizer.losses import total_loss
 from recognizer.model import PromptedContrastiveModel
@@ -161,7 +162,10 @@ def build_parts(cfg: Config, env: Env) -> Parts:
 
 def make_loader_for(split: Split, layout: Layout, cfg: Config, train: bool, env: Env) -> DataLoader:
     ds = SkeletonDataset(split, layout, cfg.data.clip, train=train, seed=cfg.run.seed)
-    batch = cfg.optim.batch_size // env.world
+    if train and cfg.optim.batch_size % env.world:
+        raise ValueError(f"optim.batch_size={cfg.optim.batch_size} (the global batch) must divide by the "
+                         f"{env.world} processes")
+    batch = cfg.optim.batch_size // env.world if train else cfg.optim.batch_size  # eval runs on rank 0 alone
     sampler = EpochSampler(len(ds), cfg.run.seed, cfg.optim.repeat, env.rank, env.world) if train else None
     return DataLoader(ds, batch_size=batch, sampler=sampler, shuffle=False, drop_last=False,
                       num_workers=cfg.data.num_workers, pin_memory=env.device.type == "cuda")
@@ -227,7 +231,8 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
     model.train()
     loader.sampler.set_epoch(epoch)
     loader.dataset.set_epoch(epoch)
-    gen = torch.Generator().manual_seed(cfg.run.seed * 7919 + epoch + 1_000_000 * env.rank)  # synonym draws
+    # Synonym draws: the same stream on every rank, drawn for the global batch (see `_synonyms`).
+    gen = torch.Generator().manual_seed(cfg.run.seed * 7919 + epoch)
     sums: dict[str, float] = {}
     n_seen, t0 = 0, time.perf_counter()
     for x, y, _ in _track(loader, f"epoch {epoch + 1}/{cfg.optim.epochs}", progress and env.main):
@@ -236,9 +241,10 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
         if cfg.prompt.method == "pcle":
             out["text_sample"] = out["class_text"][y]  # (B, D) the learned prompt of each sample's class
         else:
-            out["text_sample"] = parts.bank.sample(y, gen)  # (B, D) one random synonym per sample
+            out["text_sample"] = _synonyms(parts.bank, y, gen, env)  # (B, D) one random synonym per sample
         out["text_parts"] = parts.bank.parts[y]  # (B, 4, D)
-        terms = total_loss(out, y, cfg.loss)
+        # Under DDP every rank computes the loss of the global batch (the contrastive term does not split).
+        terms = total_loss(*gather_outputs(out, y), cfg.loss)
         opt.zero_grad(set_to_none=True)
         scaler.scale(terms["loss"]).backward()
         scaler.step(opt)
@@ -250,11 +256,39 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
         sums["correct"] = sums.get("correct", 0.0) + (out["logits"].argmax(1) == y).sum().item()
         n_seen += len(y)
     elapsed = time.perf_counter() - t0
+    if env.world > 1:  # train accuracy over all ranks' samples (the loss terms are global already)
+        counts = torch.tensor([sums.get("correct", 0.0), float(n_seen)], dtype=torch.float64)
+        dist.all_reduce(counts)
+        sums["correct"] = float(counts[0]) * n_seen / max(float(counts[1]), 1.0)
     stats = {k: v / max(n_seen, 1) for k, v in sums.items()}
     stats["train_top1"] = stats.pop("correct", 0.0) * 100
     stats["samples_per_s"] = n_seen * env.world / max(elapsed, 1e-9)
     stats["epoch_seconds"] = elapsed
     return stats
+
+
+def _synonyms(bank: TextBank, y: torch.Tensor, gen: torch.Generator, env: Env) -> torch.Tensor:
+    """One random synonym per sample; under DDP the draws of the global batch, sliced like the sampler.
+
+    Rank r holds global positions r, r+W, ... of the batch, so it takes u[r::W] of the B draws one
+    process would make: the ranks together draw exactly what a single process draws.
+    """
+    if env.world == 1:
+        return bank.sample(y, gen)
+    u = torch.rand(len(y) * env.world, generator=gen)[env.rank :: env.world].to(y.device)
+    idx = bank.offsets[y] + (u * bank.counts[y]).long().clamp_max(bank.counts[y] - 1)
+    return bank.synonyms[idx]
+
+
+def _strip_module(state: dict) -> dict:
+    """Accept state dicts saved from a DDP-wrapped (or compiled) model: drop 'module.'/'_orig_mod.'."""
+    out = {}
+    for k, v in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
 
 
 def _rng_state() -> dict:
@@ -310,27 +344,30 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
             raise FileNotFoundError(f"{ckpt_path}: nothing to resume (train without --resume first)")
         state = load_checkpoint(ckpt_path)
         cfg = from_yaml_text(state["config"])  # the run's own config wins
-    elif ckpt_path.is_file() and env.main:
+    elif ckpt_path.is_file():  # every rank checks, so no rank is left waiting for the others
         raise FileExistsError(f"{run}: already holds a run (use --resume to continue, or another --out)")
     torch.manual_seed(cfg.run.seed)
     parts = build_parts(cfg, env)
     model = parts.model
-    if cfg.run.sync_bn and env.world > 1:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if cfg.run.sync_bn and env.world > 1:  # BatchNorm statistics of the global batch (CPU/gloo too)
+        model = sync_batchnorm(model, env.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(trainable, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
                           weight_decay=cfg.optim.weight_decay)
     scaler = torch.amp.GradScaler(env.device.type, enabled=env.amp == torch.float16)
     start, history = 0, []
     if state is not None:
-        unwrap(model).load_state_dict(state["model"])
+        unwrap(model).load_state_dict(_strip_module(state["model"]))
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start, history = state["epoch"], list(state["history"])
         _set_rng_state(state["rng"])
     if env.world > 1:
         ids = [env.device.index] if env.device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # GAP (no bridger, no interaction) or switched-off loss terms leave parameters unused.
+        unused = not (cfg.model.bridger or cfg.model.interaction) or not (
+            cfg.loss.contrastive and cfg.loss.parts and cfg.loss.ranking)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
     if cfg.run.compile:
         model = torch.compile(model)
     train_loader = make_loader_for(parts.bundle.train, parts.bundle.layout, cfg, True, env)

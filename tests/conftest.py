@@ -6,10 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# One intra-op thread: the test models are tiny, and OpenMP threads that spin-wait for a core held by
+# another process (a second test run, a training job) slow a step down a hundredfold.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -32,7 +37,7 @@ def tiny_overrides(tmp_path: Path, encoder: str = "tiny-bert") -> list[str]:
         "optim.batch_size=16",
         "optim.warmup_epochs=1",
         "optim.milestones=[1]",
-        "run.threads=2",
+        "run.threads=1",
     ]
 
 

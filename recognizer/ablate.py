@@ -1,0 +1,151 @@
+"""The ablation grid of the method, as data, run with one or several seeds.
+
+Each row is (name, method, overrides); its runs go to OUT/<name>/seed<k>/ through
+`recognizer.train.train` with `resolve(dataset, method, config, user overrides + row overrides)`.
+A run whose metrics.json exists is finished and is read, not retrained, so an interrupted grid
+resumes (a run with a checkpoint but no metrics.json continues with `resume=True`). The results go
+to OUT/ablation.md (mean ± sample std over seeds when there are several) and OUT/ablation.csv (one
+line per run).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from recognizer.checkpoint import atomic_write_text
+
+# (name, method, overrides applied after the user's --config / --set)
+GRID: list[tuple[str, str, list[str]]] = [
+    ("gap", "gap", []),
+    ("pcke", "pcke", []),
+    ("pcle", "pcle", []),
+    ("pcle-no-bridger", "pcle", ["model.bridger=false"]),
+    ("pcle-no-interaction", "pcle", ["model.interaction=false"]),
+    ("pcle-no-ranking", "pcle", ["loss.ranking=false"]),
+    ("pcle-ctx4", "pcle", ["prompt.n_ctx=4"]),
+    ("pcle-ctx8", "pcle", ["prompt.n_ctx=8"]),
+    ("pcle-ctx16", "pcle", ["prompt.n_ctx=16"]),
+]
+DESCRIPTIONS = {
+    "gap": "GAP baseline (PCKE prompts, no bridger/interaction/ranking)",
+    "pcke": "PCKE (LLM descriptions)",
+    "pcle": "PCLE (learnable context)",
+    "pcle-no-bridger": "PCLE without skeleton-language bridger",
+    "pcle-no-interaction": "PCLE without cross-modality attention",
+    "pcle-no-ranking": "PCLE without ranking loss",
+    "pcle-ctx4": "PCLE, context length 4",
+    "pcle-ctx8": "PCLE, context length 8",
+    "pcle-ctx16": "PCLE, context length 16",
+}
+METRICS = ("top1", "top5", "mean_class_accuracy")
+
+
+def select(only: list[str] | None) -> list[tuple[str, str, list[str]]]:
+    if not only:
+        return list(GRID)
+    names = [s.strip() for part in only for s in part.split(",") if s.strip()]
+    known = {n for n, _, _ in GRID}
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise ValueError(f"unknown ablation row(s) {', '.join(bad)} (known: {', '.join(n for n, _, _ in GRID)})")
+    return [row for row in GRID if row[0] in names]
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated integers such as 0,1,2") from None
+    if not seeds:
+        raise ValueError("--seeds: give at least one seed")
+    return seeds
+
+
+def run_grid(out: str | Path, dataset: str | None = None, config: str | None = None, seeds: list[int] = (0,),
+             epochs: int | None = None, overrides: list[str] | None = None, only: list[str] | None = None,
+             progress: bool = False, log=print) -> list[dict]:
+    """Train every (row, seed) not yet finished; returns one record per run."""
+    from recognizer.config import resolve
+    from recognizer.train import train
+
+    out = Path(out)
+    rows = select(only)
+    base = list(overrides or []) + ([f"optim.epochs={epochs}"] if epochs else [])
+    # resolve everything first: a bad key fails before hours of training
+    plan = [(name, method, seed, resolve(dataset, method, config, base + extra + [f"run.seed={seed}"]))
+            for name, method, extra in rows for seed in seeds]
+    records = []
+    for i, (name, method, seed, cfg) in enumerate(plan, 1):
+        run = out / name / f"seed{seed}"
+        metrics_path = run / "metrics.json"
+        if metrics_path.is_file():
+            log(f"[{i}/{len(plan)}] {name} seed {seed}: done already ({run})")
+            metrics = json.loads(metrics_path.read_text())
+        else:
+            resume = (run / "checkpoint.pt").is_file()
+            log(f"[{i}/{len(plan)}] {name} seed {seed}: {'resuming' if resume else 'training'} -> {run}")
+            metrics = train(cfg, run, resume=resume, progress=progress)
+        records.append({"name": name, "method": method, "seed": seed, "run": str(run),
+                        **{k: float(metrics[k]) for k in METRICS},
+                        "epochs": int(metrics.get("epochs", cfg.optim.epochs)),
+                        "train_samples_per_s": float(metrics.get("train_samples_per_s", 0.0))})
+    write_tables(out, records, dataset or "", seeds)
+    return records
+
+
+def aggregate(records: list[dict]) -> list[dict]:
+    """One row per ablation name (grid order): mean and sample std of each metric over seeds."""
+    rows = []
+    for name in dict.fromkeys(r["name"] for r in records):
+        group = [r for r in records if r["name"] == name]
+        row = {"name": name, "seeds": len(group), "epochs": group[0]["epochs"]}
+        for k in METRICS:
+            vals = np.array([r[k] for r in group])
+            row[k] = float(vals.mean())
+            row[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
+        rows.append(row)
+    return rows
+
+
+def _cell(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def to_markdown(records: list[dict], dataset: str = "", seeds: list[int] | None = None) -> str:
+    rows = aggregate(records)
+    seeds = seeds or sorted({r["seed"] for r in records})
+    head = f"# Ablation{f' on {dataset}' if dataset else ''}"
+    lines = [head, "",
+             f"Seeds: {', '.join(map(str, seeds))}; epochs: {rows[0]['epochs'] if rows else '-'}. "
+             + ("Cells: mean ± std over seeds (sample std)." if len(seeds) > 1 else "Cells: one seed."), "",
+             "| variant | description | top-1 | top-5 | mean class acc. | Δ top-1 vs GAP |",
+             "|---|---|---:|---:|---:|---:|"]
+    gap = next((r["top1"] for r in rows if r["name"] == "gap"), None)
+    for r in rows:
+        delta = "-" if gap is None or r["name"] == "gap" else f"{r['top1'] - gap:+.2f}"
+        lines.append(f"| {r['name']} | {DESCRIPTIONS.get(r['name'], '')} | {_cell(r['top1'], r['top1_std'])} | "
+                     f"{_cell(r['top5'], r['top5_std'])} | "
+                     f"{_cell(r['mean_class_accuracy'], r['mean_class_accuracy_std'])} | {delta} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(records: list[dict]) -> str:
+    cols = ["name", "method", "seed", "top1", "top5", "mean_class_accuracy", "epochs", "train_samples_per_s", "run"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow(r)
+    return buf.getvalue()
+
+
+def write_tables(out: str | Path, records: list[dict], dataset: str = "", seeds: list[int] | None = None) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "ablation.md", to_markdown(records, dataset, seeds))
+    atomic_write_text(out / "ablation.csv", to_csv(records))

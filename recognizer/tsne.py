@@ -1,0 +1,205 @@
+"""The paper's Fig. 2: t-SNE of skeleton embeddings (dots) and class text embeddings (diamonds).
+
+For each run: the test clips of the chosen classes go through the trained model (checkpoint only,
+no text encoder); the skeleton embedding is the model's `skel_global` (B, D) and the class text
+embedding is the checkpoint's `class_text` (C, D). Both are L2-normalised (the model compares
+them by cosine) and embedded *jointly* by one scikit-learn t-SNE, so the diamonds sit in the same
+2-D space as the dots. Misclassified clips (argmax over all classes != true class) are grey.
+
+Cluster separation is reported as silhouette scores of the skeleton embeddings grouped by their
+true class, in two spaces: `silhouette_embedding` (cosine distance on the D-dim `skel_global`,
+the number to trust) and `silhouette_tsne` (Euclidean in the 2-D t-SNE plane, what the eye sees).
+Both lie in [-1, 1]; higher = tighter, better separated clusters.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recognizer.checkpoint import atomic_write_text
+
+DEFAULT_CLASSES = 9
+GREY = "#b0b0b0"
+
+
+@dataclass
+class Embedded:
+    name: str  # a label for the panel (run folder name)
+    method: str
+    class_names: list[str]
+    skel: np.ndarray  # (N, D) skel_global of the test clips
+    labels: np.ndarray  # (N,)
+    pred: np.ndarray  # (N,) argmax of the model's class scores
+    text: np.ndarray  # (C, D) class text embeddings stored in the checkpoint
+
+
+@torch.no_grad()
+def embed_run(run: str | Path, data_root: str | None = None, device: str = "cpu") -> Embedded:
+    """Test-split skeleton embeddings, predictions and the stored class text of a trained run."""
+    from recognizer.datasets import build_dataset
+    from recognizer.evaluate import load_trained
+    from recognizer.train import Env, make_loader_for
+
+    run = Path(run)
+    trained = load_trained(run, device)
+    cfg, model = trained.cfg, trained.model
+    bundle = build_dataset(cfg.data.dataset, data_root or cfg.data.root, **cfg.data.options)
+    env = Env(torch.device(device), None)
+    loader = make_loader_for(bundle.test, bundle.layout, cfg, train=False, env=env)
+    skel, labels, pred = [], [], []
+    for x, y, _ in loader:
+        out = model(x.to(device))
+        skel.append(out["skel_global"].float().cpu())
+        pred.append(model.scores(out).argmax(1).cpu())
+        labels.append(y)
+    name = run.name if run.is_dir() else run.parent.name
+    return Embedded(name, cfg.method, trained.class_names, torch.cat(skel).numpy(), torch.cat(labels).numpy(),
+                    torch.cat(pred).numpy(), model.class_text.float().cpu().numpy())
+
+
+def pick_classes(spec: list[str] | None, class_names: list[str], default: int = DEFAULT_CLASSES) -> list[int]:
+    """Class ids from names or ids (comma-separated items allowed); default: the first `default`."""
+    if not spec:
+        return list(range(min(default, len(class_names))))
+    lower = {n.lower(): i for i, n in enumerate(class_names)}
+    out: list[int] = []
+    for item in (s.strip() for part in spec for s in part.split(",")):
+        if not item:
+            continue
+        if item.isdigit():
+            i = int(item)
+            if not 0 <= i < len(class_names):
+                raise ValueError(f"class id {i} outside 0..{len(class_names) - 1}")
+        elif item.lower() in lower:
+            i = lower[item.lower()]
+        else:
+            raise ValueError(f"unknown class '{item}' (known: {', '.join(class_names)})")
+        if i not in out:
+            out.append(i)
+    if len(out) < 2:
+        raise ValueError("choose at least two classes")
+    return out
+
+
+def _normalise(a: np.ndarray) -> np.ndarray:
+    return F.normalize(torch.from_numpy(np.asarray(a, dtype=np.float32)), dim=-1).numpy()
+
+
+def silhouette(points: np.ndarray, labels: np.ndarray, metric: str) -> float | None:
+    from sklearn.metrics import silhouette_score
+
+    if len(np.unique(labels)) < 2 or len(labels) <= len(np.unique(labels)):
+        return None
+    return float(silhouette_score(points, labels, metric=metric))
+
+
+def project(emb: Embedded, classes: list[int], per_class: int = 100, seed: int = 0) -> dict:
+    """Joint t-SNE of the chosen classes' skeleton embeddings and their class text embeddings."""
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in classes:
+        idx = np.flatnonzero(emb.labels == c)
+        keep.append(np.sort(rng.permutation(idx)[:per_class]))
+    keep = np.concatenate(keep)
+    if len(keep) < 3:
+        raise ValueError(f"{emb.name}: only {len(keep)} test clips of the chosen classes")
+    skel = _normalise(emb.skel[keep])
+    text = _normalise(emb.text[classes])
+    points = np.concatenate([skel, text])
+    perplexity = float(min(30.0, max(2.0, (len(points) - 1) / 3)))
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+              metric="euclidean").fit_transform(points)
+    labels, pred = emb.labels[keep], emb.pred[keep]
+    return {
+        "skel_xy": xy[: len(keep)], "text_xy": xy[len(keep):], "labels": labels, "pred": pred,
+        "silhouette_embedding": silhouette(skel, labels, "cosine"),
+        "silhouette_tsne": silhouette(xy[: len(keep)], labels, "euclidean"),
+        "accuracy": float((pred == labels).mean() * 100),
+        "samples": int(len(keep)),
+    }
+
+
+def _colours(n: int) -> list:
+    """One colour per class, never grey (grey marks misclassified clips)."""
+    import matplotlib
+
+    if n <= 9:
+        cmap, skip = matplotlib.colormaps["tab10"], {7}
+    else:
+        cmap, skip = matplotlib.colormaps["tab20"], {14, 15}
+    palette = [cmap(i) for i in range(cmap.N) if i not in skip]
+    return [palette[i % len(palette)] for i in range(n)]
+
+
+LEGEND_INCHES = 2.8
+
+
+def plot(panels: list[tuple[Embedded, dict]], classes: list[int], path: str | Path, dpi: int = 100) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    colours = _colours(len(classes))
+    n = len(panels)
+    width = 4.6 * n + LEGEND_INCHES
+    fig, axes = plt.subplots(1, n, figsize=(width, 5.0), dpi=dpi, squeeze=False)
+    for ax, (emb, res) in zip(axes[0], panels):
+        wrong = res["pred"] != res["labels"]
+        ax.scatter(*res["skel_xy"][wrong].T, s=9, c=GREY, alpha=0.8, linewidths=0)
+        for k, c in enumerate(classes):
+            sel = (res["labels"] == c) & ~wrong
+            ax.scatter(*res["skel_xy"][sel].T, s=9, color=colours[k], alpha=0.85, linewidths=0)
+            ax.scatter(*res["text_xy"][k], s=140, marker="D", color=colours[k], edgecolors="black", linewidths=1.2,
+                       zorder=5)
+        sil = res["silhouette_embedding"]
+        ax.set_title(f"{emb.name} ({emb.method})\nacc {res['accuracy']:.1f} %  silhouette "
+                     f"{'-' if sil is None else f'{sil:.3f}'}", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    names = panels[0][0].class_names
+    handles = [Line2D([], [], marker="o", ls="", color=colours[k], label=names[c]) for k, c in enumerate(classes)]
+    handles += [Line2D([], [], marker="o", ls="", color=GREY, label="misclassified"),
+                Line2D([], [], marker="D", ls="", color="white", markeredgecolor="black", label="class text")]
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - LEGEND_INCHES / width, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def tsne_figure(runs: list[str | Path], classes: list[str] | None, out: str | Path, per_class: int = 100,
+                seed: int = 0, data_root: str | None = None, device: str = "cpu") -> dict:
+    """Draw the figure for one or more runs side by side; writes OUT (png) and OUT.json (numbers)."""
+    if not runs:
+        raise ValueError("give at least one run folder")
+    embedded = [embed_run(r, data_root, device) for r in runs]
+    ids = pick_classes(classes, embedded[0].class_names)
+    chosen = [embedded[0].class_names[i] for i in ids]
+    for emb in embedded[1:]:
+        if emb.class_names != embedded[0].class_names:
+            raise ValueError(f"{emb.name}: its classes differ from {embedded[0].name}'s; compare runs of one dataset")
+    panels = [(emb, project(emb, ids, per_class, seed)) for emb in embedded]
+    path = plot(panels, ids, out)
+    summary = {
+        "figure": str(path),
+        "classes": chosen,
+        "silhouette_note": "silhouette of skel_global by true class: 'embedding' = cosine distance in the "
+                           "D-dim embedding space, 'tsne' = Euclidean in the 2-D t-SNE plane",
+        "runs": [{"run": str(r), "name": emb.name, "method": emb.method, "samples": res["samples"],
+                  "accuracy_on_shown": res["accuracy"], "silhouette_embedding": res["silhouette_embedding"],
+                  "silhouette_tsne": res["silhouette_tsne"]} for r, (emb, res) in zip(runs, panels)],
+    }
+    atomic_write_text(Path(path).with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    return summary

@@ -1,0 +1,55 @@
+"""`pcle tsne RUN [RUN ...]`: Fig. 2 side by side, with silhouette scores saved next to the PNG."""
+
+import json
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline import app
+from recognizer.tsne import pick_classes, silhouette
+
+NAMES = ["hand waving", "kicking something", "jump up", "sitting down", "clapping"]
+
+
+def test_two_runs_side_by_side(tiny_run, tmp_path):
+    out = tmp_path / "fig" / "tsne.png"
+    res = CliRunner().invoke(app, ["tsne", str(tiny_run), str(tiny_run), "--classes", "hand waving,jump up",
+                                   "--classes", "3,5", "--out", str(out), "--per-class", "3"])
+    assert res.exit_code == 0, res.output
+    assert "silhouette" in res.output
+    img = mpimg.imread(out)
+    assert img.shape[:2] == (500, 920 + 280)  # 4.6 x 5 inches per panel + 2.8 for the legend, at 100 dpi
+    assert img[..., :3].std() > 0.05  # something was drawn
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert len(summary["classes"]) == 4 and summary["classes"][0] == "hand waving"
+    assert len(summary["runs"]) == 2
+    for r in summary["runs"]:
+        assert r["samples"] == 12 and r["method"] == "pcle"
+        assert -1 <= r["silhouette_embedding"] <= 1 and -1 <= r["silhouette_tsne"] <= 1
+    assert summary["runs"][0]["silhouette_embedding"] == summary["runs"][1]["silhouette_embedding"]
+
+
+def test_default_is_nine_classes_and_names_are_checked():
+    names = [f"c{i}" for i in range(12)]
+    assert pick_classes(None, names) == list(range(9))
+    assert pick_classes(["C3, 1", "c3"], names) == [3, 1]
+    with pytest.raises(ValueError, match="unknown class 'nope'"):
+        pick_classes(["nope"], names)
+    with pytest.raises(ValueError, match="outside"):
+        pick_classes(["1,99"], names)
+
+
+def test_silhouette_tells_separated_from_mixed_clusters():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    centres = np.eye(3) * 10
+    tight = centres[labels] + rng.normal(0, 0.1, (60, 3))
+    mixed = rng.normal(0, 1, (60, 3))
+    assert silhouette(tight, labels, "cosine") > 0.9 > silhouette(mixed, labels, "cosine")
+
+
+def test_unknown_run_is_a_clean_error(tmp_path):
+    res = CliRunner().invoke(app, ["tsne", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "error" in res.output
