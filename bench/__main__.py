@@ -1,9 +1,8 @@
 """`make bench`: every benchmark in bench/, sized for about 10 minutes on 2 CPU cores.
 
-Order: loader, knowledge engine (prompts), NTU preparation (500 files), training step. The step
-benchmark at full size (2 encoders x 60/120 classes x 4 modes) takes far longer on 2 cores than
-this budget allows: here it runs 60 classes with both encoders, 2 repetitions, 1 warm-up; run
-`python -m bench.step` for the full table (docs/benchmarks.md).
+Order: loader, knowledge engine (prompts), NTU preparation (2,000 files), training step (60 and
+120 classes, MiniLM and a CLIP-sized text tower, 3 repetitions after 1 warm-up; `python -m bench.step
+--reps 5` for tighter medians, see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -28,8 +27,8 @@ def _run(name: str, fn, argv: list[str]) -> None:
 def main() -> None:
     _run("bench.loader", loader.main, ["--samples", "1000", "--batches", "10"])
     _run("bench.prompts_bench", prompts_bench.main, [])
-    _run("bench.prepare_ntu", prepare_ntu.main, ["--files", "500"])
-    _run("bench.step", step.main, ["--classes", "60", "--reps", "2", "--warmup", "1"])
+    _run("bench.prepare_ntu", prepare_ntu.main, ["--files", "2000"])
+    _run("bench.step", step.main, ["--classes", "60", "120", "--reps", "3", "--warmup", "1"])
 
 
 if __name__ == "__main__":

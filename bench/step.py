@@ -8,6 +8,8 @@ full-width CTR-GCN (width 64) in every mode. Modes:
           cached text bank: no text forward per step
   pcle    the same model with learnable context: the text encoder runs once per step over the C
           class prompts, cut to the longest real prompt, gradients reach only the context
+  pcle-subset  PCLE with prompt.train_classes=24: only the batch's classes plus random others are
+          encoded per step (an option, not the default)
   naive   the reference text path: per step the frozen encoder encodes the 5 x B per-sample texts
           (one random synonym + the 4 part texts of each sample, as GAP does), padded to 77 tokens
           (CLIP's full context; MiniLM is padded to 77 too, it could take 128+), then the PCKE losses
@@ -53,10 +55,12 @@ from recognizer.model import PromptedContrastiveModel  # noqa: E402
 from recognizer.prompt_learner import PromptLearner  # noqa: E402
 from recognizer.text_bank import TextBank, build_text_bank  # noqa: E402
 from recognizer.text_encoder import TextConfig, build_text_encoder  # noqa: E402
+from recognizer.train import class_subset  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "step.json"
 CORPUS = ROOT / "prompts" / "ntu120.jsonl"
 NAIVE_LENGTH = 77
+SUBSET = 24  # classes encoded per step in the pcle-subset mode (prompt.train_classes)
 console = Console()
 
 
@@ -182,6 +186,23 @@ def build_modes(encoder, bank: TextBank, corpus, n_cls: int, x, y, dev) -> dict:
         return total_loss(out, y, lcfg)["loss"]
 
     modes["pcle"] = _stepper(pcle, _sgd(pcle.parameters()), pcle_loss)
+
+    # prompt.train_classes = SUBSET: the batch's classes plus random others, SUBSET prompts per step
+    pcle_sub = full_model(PromptLearner(encoder, names, n_ctx=16).to(dev))
+    gen_cls = torch.Generator().manual_seed(2)
+
+    def pcle_subset_loss():
+        classes = class_subset(y, n_cls, SUBSET, gen_cls)
+        pos = torch.full((n_cls,), -1, dtype=torch.long, device=y.device)
+        pos[classes] = torch.arange(len(classes), device=y.device)
+        out = pcle_sub(x, encoder=encoder, classes=classes)
+        out["sim_labels"] = pos[y]
+        out["text_sample"] = out["class_text"][pos[y]]
+        out["text_parts"] = bank.parts[y]
+        return total_loss(out, y, lcfg)["loss"]
+
+    if SUBSET < n_cls:
+        modes["pcle-subset"] = _stepper(pcle_sub, _sgd(pcle_sub.parameters()), pcle_subset_loss)
 
     naive = full_model()
     tok = encoder.tokenizer

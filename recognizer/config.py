@@ -59,6 +59,7 @@ class PromptConfig:
     n_ctx: int = 16
     class_specific: bool = False
     ctx_init: str = ""  # e.g. "a person is"
+    train_classes: int = 0  # PCLE: per step encode only the batch's classes + random others up to this many (0 = all)
     cache_dir: str = ".cache/text-embeddings"
 
 

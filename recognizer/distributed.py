@@ -37,9 +37,18 @@ def gather_outputs(out: dict[str, torch.Tensor], labels: torch.Tensor) -> tuple[
     for key in PER_SAMPLE:
         if key in out:
             full[key] = torch.cat(dist_nn.all_gather(out[key].contiguous()))
-    parts = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, labels.contiguous())
-    return full, torch.cat(parts)
+    if "sim_labels" in out:  # integer positions in PCLE's class subset: no gradient to carry
+        full["sim_labels"] = all_gather_plain(out["sim_labels"])
+    return full, all_gather_plain(labels)
+
+
+def all_gather_plain(t: torch.Tensor) -> torch.Tensor:
+    """Concatenate a tensor that needs no gradient (labels) from every rank, in rank order."""
+    if not active():
+        return t
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -79,7 +79,8 @@ def total_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, cfg: LossConf
             con = con + torch.stack(parts).sum()
         terms["contrastive"] = con
     if cfg.ranking and "sim_after" in out:
-        terms["ranking"] = ranking_loss(out["sim_before"].float(), out["sim_after"].float(), labels, cfg.margin)
+        sim_labels = out.get("sim_labels", labels)  # positions in a class subset (PCLE train_classes)
+        terms["ranking"] = ranking_loss(out["sim_before"].float(), out["sim_after"].float(), sim_labels, cfg.margin)
     loss = terms.get("ce", zero) + cfg.alpha * terms.get("contrastive", zero) + cfg.beta * terms.get("ranking", zero)
     terms["loss"] = loss
     return terms

@@ -46,15 +46,18 @@ class PromptedContrastiveModel(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(self.cfg.max_logit_scale)).exp()
 
-    def class_embeddings(self, encoder: TextEncoder | None = None, frozen: torch.Tensor | None = None) -> torch.Tensor:
-        """(C, D): PCLE prompts through the encoder, else the given frozen ones, else the stored ones."""
+    def class_embeddings(self, encoder: TextEncoder | None = None, frozen: torch.Tensor | None = None,
+                         classes: torch.Tensor | None = None) -> torch.Tensor:
+        """(C, D): PCLE prompts through the encoder (only `classes`, if given: (K, D)), else the given
+        frozen ones, else the stored ones."""
         if self.prompt_learner is not None and encoder is not None:
-            return self.prompt_learner(encoder)
+            return self.prompt_learner(encoder, classes)
         return frozen if frozen is not None else self.class_text
 
     def forward(self, x: torch.Tensor, encoder: TextEncoder | None = None,
-                class_text: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """x: (B, C_in, T, V, M). Returns logits (B, C) and the embeddings the losses need."""
+                class_text: torch.Tensor | None = None, classes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """x: (B, C_in, T, V, M). Returns logits (B, C) and the embeddings the losses need; with PCLE's
+        `classes` (K,), the text side and the similarities cover only those classes: (K, D), (B, K)."""
         b, m = x.shape[0], x.shape[-1]
         fmap = self.skeleton(x)  # (B*M, C', T', V)
         fmap = fmap.view(b, m, *fmap.shape[1:]).mean(1)  # (B, C', T', V)
@@ -63,7 +66,7 @@ class PromptedContrastiveModel(nn.Module):
         out["skel_global"] = self.global_head(pooled)  # (B, D)
         joint_means = [fmap[..., getattr(self, f"joints_{n}")].mean((2, 3)) for n in PART_GROUP_NAMES]
         out["skel_parts"] = torch.stack([h(p) for h, p in zip(self.part_heads, joint_means)], 1)  # (B, 4, D)
-        text = self.class_embeddings(encoder, class_text)  # (C, D)
+        text = self.class_embeddings(encoder, class_text, classes)  # (C, D) or (K, D)
         out["class_text"] = text
         if self.interaction is not None or self.bridger is not None:
             out.update(self._interact(fmap, out["skel_global"], text))

@@ -54,14 +54,20 @@ class PromptLearner(nn.Module):
             mask[i, : len(r)] = 1
         return ids, mask
 
-    def prompts(self) -> torch.Tensor:
-        """(C, L, W) token embeddings of the class prompts."""
-        n_cls = self.prefix.shape[0]
-        ctx = self.ctx.expand(n_cls, -1, -1)
-        return torch.cat([self.prefix, ctx.to(self.prefix.dtype), self.suffix], dim=1)
+    def prompts(self, classes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, L', W) token embeddings and (K, L') mask of the prompts of `classes` (default: all C),
+        cut to the longest real prompt among them."""
+        prefix, suffix, mask, ctx = self.prefix, self.suffix, self.mask, self.ctx
+        if classes is not None:
+            prefix, suffix, mask = prefix[classes], suffix[classes], mask[classes]
+            ctx = ctx if ctx.shape[0] == 1 else ctx[classes]
+        ctx = ctx.expand(prefix.shape[0], -1, -1)
+        length = int(mask.sum(1).max())
+        embeds = torch.cat([prefix, ctx.to(prefix.dtype), suffix], dim=1)[:, :length]
+        return embeds, mask[:, :length]
 
-    def forward(self, encoder: TextEncoder) -> torch.Tensor:
-        """(C, D) class text embeddings; gradients reach only `ctx`."""
+    def forward(self, encoder: TextEncoder, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """(C, D) class text embeddings, or (K, D) for a subset of classes; gradients reach only `ctx`."""
         with torch.autocast(device_type=self.ctx.device.type, enabled=False):
-            embeds = self.prompts()
-        return encoder.encode_embeddings(embeds, self.mask).float()
+            embeds, mask = self.prompts(classes)
+        return encoder.encode_embeddings(embeds, mask).float()

@@ -28,7 +28,7 @@ from recognizer.checkpoint import atomic_torch_save, atomic_write_text, load_che
 from recognizer.config import Config, from_yaml_text, to_yaml
 from recognizer.corpus import load_corpus
 from recognizer.datasets import DatasetBundle, SkeletonDataset, Split, build_dataset
-from recognizer.distributed import gather_outputs, sync_batchnorm
+from recognizer.distributed import all_gather_plain, gather_outputs, sync_batchnorm
 from recognizer.graph import Layout
 from recognizer.losses import total_loss
 from recognizer.model import PromptedContrastiveModel
@@ -171,11 +171,29 @@ def make_loader_for(split: Split, layout: Layout, cfg: Config, train: bool, env:
                       num_workers=cfg.data.num_workers, pin_memory=env.device.type == "cuda")
 
 
-def forward(model, parts: Parts, cfg: Config, x: torch.Tensor, env: Env) -> dict[str, torch.Tensor]:
+def forward(model, parts: Parts, cfg: Config, x: torch.Tensor, env: Env,
+            classes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Run the model with the text side of the configured method."""
     pcle = cfg.prompt.method == "pcle"
     with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
-        return model(x, encoder=parts.encoder if pcle else None, class_text=None if pcle else parts.bank.classes)
+        return model(x, encoder=parts.encoder if pcle else None, class_text=None if pcle else parts.bank.classes,
+                     classes=classes)
+
+
+def class_subset(labels: torch.Tensor, num_classes: int, size: int, gen: torch.Generator) -> torch.Tensor | None:
+    """PCLE's `prompt.train_classes`: the classes of the (global) batch plus random others, `size` in all.
+
+    Every rank passes the same global labels and generator, so all ranks encode the same subset.
+    Returns the sorted class ids (K,), or None when the subset would hold every class.
+    """
+    order = torch.randperm(num_classes, generator=gen)  # drawn every step: the stream stays aligned
+    if not 0 < size < num_classes:
+        return None
+    present = torch.zeros(num_classes, dtype=torch.bool)
+    present[labels.cpu()] = True
+    others = order[~present[order]][: max(size - int(present.sum()), 0)]
+    present[others] = True
+    return present.nonzero().squeeze(1).to(labels.device)
 
 
 def unwrap(model) -> PromptedContrastiveModel:
@@ -233,13 +251,24 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
     loader.dataset.set_epoch(epoch)
     # Synonym draws: the same stream on every rank, drawn for the global batch (see `_synonyms`).
     gen = torch.Generator().manual_seed(cfg.run.seed * 7919 + epoch)
+    gen_classes = torch.Generator().manual_seed(cfg.run.seed * 104_729 + epoch)  # PCLE class subsets
+    n_cls = len(parts.bundle.class_names)
     sums: dict[str, float] = {}
     n_seen, t0 = 0, time.perf_counter()
     for x, y, _ in _track(loader, f"epoch {epoch + 1}/{cfg.optim.epochs}", progress and env.main):
         x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
-        out = forward(model, parts, cfg, x, env)
+        classes = None
+        if cfg.prompt.method == "pcle" and cfg.prompt.train_classes:
+            classes = class_subset(all_gather_plain(y), n_cls, cfg.prompt.train_classes, gen_classes)
+        out = forward(model, parts, cfg, x, env, classes)
         if cfg.prompt.method == "pcle":
-            out["text_sample"] = out["class_text"][y]  # (B, D) the learned prompt of each sample's class
+            pos = y
+            if classes is not None:  # positions of each sample's class inside the subset
+                pos = torch.full((n_cls,), -1, dtype=torch.long, device=y.device)
+                pos[classes] = torch.arange(len(classes), device=y.device)
+                pos = pos[y]
+                out["sim_labels"] = pos
+            out["text_sample"] = out["class_text"][pos]  # (B, D) the learned prompt of each sample's class
         else:
             out["text_sample"] = _synonyms(parts.bank, y, gen, env)  # (B, D) one random synonym per sample
         out["text_parts"] = parts.bank.parts[y]  # (B, 4, D)

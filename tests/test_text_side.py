@@ -97,3 +97,14 @@ def test_missing_clip_checkpoint_is_a_clear_error(tmp_path):
         build_text_encoder(TextConfig(encoder="clip", path=str(tmp_path)))
     with pytest.raises(ValueError, match="needs text.path"):
         build_text_encoder(TextConfig(encoder="clip"))
+
+
+def test_pcle_class_subset_equals_the_same_rows_of_all_classes(tiny):
+    learner = PromptLearner(tiny, CLASS_NAMES, n_ctx=4)
+    classes = torch.tensor([1, 4, 7])
+    with torch.no_grad():
+        full = learner(tiny)
+        part = learner(tiny, classes)
+    torch.testing.assert_close(part, full[classes], atol=1e-5, rtol=1e-5)
+    embeds, mask = learner.prompts(classes)
+    assert mask.shape[1] == int(mask.sum(1).max()) <= learner.mask.shape[1]  # cut to the subset's longest

@@ -84,3 +84,18 @@ def test_cli_train_evaluate_and_clean_errors(tmp_path):
     assert res.exit_code == 2 and "none.jsonl: corpus file not found" in res.output
     res = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "empty")])
     assert res.exit_code == 2 and "nothing to resume" in res.output
+
+
+def test_pcle_class_subset_trains_and_samples_the_batch_classes(tmp_path):
+    from recognizer.train import class_subset
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.tensor([3, 3, 7])
+    sub = class_subset(labels, 10, 5, gen)
+    assert len(sub) == 5 and {3, 7} <= set(sub.tolist()) and sub.tolist() == sorted(sub.tolist())
+    assert class_subset(labels, 10, 0, gen) is None and class_subset(labels, 10, 10, gen) is None
+    over = tiny_overrides(tmp_path, "tiny-clip") + ["prompt.train_classes=6"]
+    metrics = train(resolve("synthetic", "pcle", overrides=over), tmp_path / "run", progress=False)
+    assert metrics["epochs"] == 2 and 0 <= metrics["top1"] <= 100
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(e["ranking"]) for e in log)
