@@ -55,7 +55,7 @@ from recognizer.model import PromptedContrastiveModel  # noqa: E402
 from recognizer.prompt_learner import PromptLearner  # noqa: E402
 from recognizer.text_bank import TextBank, build_text_bank  # noqa: E402
 from recognizer.text_encoder import TextConfig, build_text_encoder  # noqa: E402
-from recognizer.train import class_subset  # noqa: E402
+from recognizer.train import class_subset, positions_in  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "step.json"
 CORPUS = ROOT / "prompts" / "ntu120.jsonl"
@@ -193,11 +193,9 @@ def build_modes(encoder, bank: TextBank, corpus, n_cls: int, x, y, dev) -> dict:
 
     def pcle_subset_loss():
         classes = class_subset(y, n_cls, SUBSET, gen_cls)
-        pos = torch.full((n_cls,), -1, dtype=torch.long, device=y.device)
-        pos[classes] = torch.arange(len(classes), device=y.device)
         out = pcle_sub(x, encoder=encoder, classes=classes)
-        out["sim_labels"] = pos[y]
-        out["text_sample"] = out["class_text"][pos[y]]
+        out["sim_labels"] = positions_in(classes, y, n_cls)
+        out["text_sample"] = out["class_text"][out["sim_labels"]]
         out["text_parts"] = bank.parts[y]
         return total_loss(out, y, lcfg)["loss"]
 

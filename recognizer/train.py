@@ -196,6 +196,13 @@ def class_subset(labels: torch.Tensor, num_classes: int, size: int, gen: torch.G
     return present.nonzero().squeeze(1).to(labels.device)
 
 
+def positions_in(classes: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B,) position of each sample's class inside the class subset `classes` (K,)."""
+    pos = torch.full((num_classes,), -1, dtype=torch.long, device=labels.device)
+    pos[classes] = torch.arange(len(classes), device=labels.device)
+    return pos[labels]
+
+
 def unwrap(model) -> PromptedContrastiveModel:
     return model.module if hasattr(model, "module") else model
 
@@ -264,10 +271,7 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
         if cfg.prompt.method == "pcle":
             pos = y
             if classes is not None:  # positions of each sample's class inside the subset
-                pos = torch.full((n_cls,), -1, dtype=torch.long, device=y.device)
-                pos[classes] = torch.arange(len(classes), device=y.device)
-                pos = pos[y]
-                out["sim_labels"] = pos
+                pos = out["sim_labels"] = positions_in(classes, y, n_cls)
             out["text_sample"] = out["class_text"][pos]  # (B, D) the learned prompt of each sample's class
         else:
             out["text_sample"] = _synonyms(parts.bank, y, gen, env)  # (B, D) one random synonym per sample
