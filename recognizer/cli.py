@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,8 +64,12 @@ def train_command(
             overrides.append(f"optim.epochs={epochs}")
         cfg = resolve(dataset, method, str(config) if config else None, overrides)
         run = out or Path("runs") / f"{cfg.data.dataset}-{cfg.method}"
-        console.print(f"training [bold]{cfg.method}[/bold] on [bold]{cfg.data.dataset}[/bold] -> {run}")
+        main = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
+        if main:
+            console.print(f"training [bold]{cfg.method}[/bold] on [bold]{cfg.data.dataset}[/bold] -> {run}")
         metrics = train(cfg, run, resume=resume, stop_after=stop_after, progress=progress)
+        if not main:
+            return
         if metrics.get("stopped"):
             console.print(f"stopped after epoch {metrics['epochs']}; continue with --resume --out {run}")
             return

@@ -428,8 +428,10 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
             atomic_torch_save(checkpoint_state(model, opt, scaler, cfg, parts, epoch + 1, history), ckpt_path)
     if env.world > 1:
         dist.barrier()
-    if end < cfg.optim.epochs or not env.main:
+    if end < cfg.optim.epochs:
         return {"epochs": end, "stopped": True}
+    if not env.main:  # under torchrun only rank 0 evaluates and writes
+        return {"epochs": end, "worker": True}
     return finish(run, unwrap(model), opt, scaler, cfg, parts, env, test_loader, history, progress)
 
 
