@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from knowledge_engine.cache import Cache
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.generate import Request
+from recognizer.checkpoint import atomic_write_text
 from recognizer.corpus import PART_NAMES, ClassPrompts, dump_record, validate_record
 
 CONTENT_FIELDS = ("name", "synonyms", "parts", "description")
@@ -133,11 +133,4 @@ def keep_edits(new: list[dict], path: Path, overwrite_edits: bool) -> tuple[list
 
 def write_atomic(path: Path, records: list[dict]) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a corpus."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))

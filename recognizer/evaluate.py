@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from recognizer.checkpoint import atomic_write_text, load_checkpoint
@@ -41,7 +40,7 @@ def load_trained(path: str | Path, device: str = "cpu") -> Trained:
 
 def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "cpu") -> dict:
     """Re-run the test split through a trained run; writes scores_test.npy and eval.json."""
-    from recognizer.train import Env, make_loader_for, per_class_accuracy, predict, topk, write_scores
+    from recognizer.train import Env, accuracy_summary, make_loader_for, predict, write_scores
 
     run = Path(run)
     trained = load_trained(run, device)
@@ -51,13 +50,6 @@ def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "c
     loader = make_loader_for(bundle.test, bundle.layout, cfg, train=False, env=env)
     scores, labels = predict(trained.model, loader, env, progress=True)
     write_scores(run, "test", scores, labels, bundle.test.names)
-    per_class = per_class_accuracy(scores, labels, len(bundle.class_names))
-    result = {
-        "top1": topk(scores, labels, 1),
-        "top5": topk(scores, labels, 5),
-        "mean_class_accuracy": float(np.mean([a for a in per_class if a is not None])),
-        "per_class_top1": dict(zip(bundle.class_names, per_class)),
-        "samples": int(len(labels)),
-    }
+    result = {**accuracy_summary(scores, labels, bundle.class_names), "samples": int(len(labels))}
     atomic_write_text(run / "eval.json", json.dumps(result, indent=2) + "\n")
     return result

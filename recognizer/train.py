@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Sampler
 
-from recognizer.checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint
+from recognizer.checkpoint import atomic_save_array, atomic_torch_save, atomic_write_text, load_checkpoint
 from recognizer.config import Config, from_yaml_text, to_yaml
 from recognizer.corpus import load_corpus
 from recognizer.datasets import DatasetBundle, SkeletonDataset, Split, build_dataset
@@ -233,6 +233,17 @@ def per_class_accuracy(scores: np.ndarray, labels: np.ndarray, num_classes: int)
     return [float((pred[labels == c] == c).mean() * 100) if (labels == c).any() else None for c in range(num_classes)]
 
 
+def accuracy_summary(scores: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
+    """top1, top5, mean class accuracy and per-class top-1: what metrics.json and eval.json share."""
+    per_class = per_class_accuracy(scores, labels, len(class_names))
+    return {
+        "top1": topk(scores, labels, 1),
+        "top5": topk(scores, labels, 5),
+        "mean_class_accuracy": float(np.mean([a for a in per_class if a is not None])),
+        "per_class_top1": dict(zip(class_names, per_class)),
+    }
+
+
 def final_class_text(model: PromptedContrastiveModel, parts: Parts, cfg: Config) -> torch.Tensor:
     """(C, D) class text embeddings to store with the model: learned prompts (PCLE) or the corpus."""
     with torch.no_grad():
@@ -357,11 +368,8 @@ def checkpoint_state(model, opt, scaler, cfg: Config, parts: Parts, epoch: int, 
 
 
 def write_scores(run: Path, tag: str, scores: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
-    for name, arr in ((f"scores_{tag}.npy", scores.astype(np.float32)), (f"labels_{tag}.npy", labels.astype(np.int64))):
-        path = run / name
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, arr)
-        os.replace(tmp, path)
+    atomic_save_array(run / f"scores_{tag}.npy", scores.astype(np.float32))
+    atomic_save_array(run / f"labels_{tag}.npy", labels.astype(np.int64))
     atomic_write_text(run / f"samples_{tag}.txt", "\n".join(names) + "\n")
 
 
@@ -448,20 +456,16 @@ def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config,
         v_scores, v_labels = predict(model, val_loader, env)
         write_scores(run, "val", v_scores, v_labels, parts.val.names)
     speeds = [h["samples_per_s"] for h in history]
-    per_class = per_class_accuracy(scores, labels, len(parts.bundle.class_names))
     metrics = {
         "method": cfg.method,
         "dataset": parts.bundle.name,
         "stream": cfg.data.clip.stream,
-        "top1": topk(scores, labels, 1),
-        "top5": topk(scores, labels, 5),
-        "mean_class_accuracy": float(np.mean([a for a in per_class if a is not None])),
+        **accuracy_summary(scores, labels, parts.bundle.class_names),
         "epochs": cfg.optim.epochs,
         "train_samples_per_s": float(np.median(speeds)) if speeds else 0.0,
         "text_encoder": parts.encoder.name,
         "device": str(env.device),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "per_class_top1": dict(zip(parts.bundle.class_names, per_class)),
     }
     atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics

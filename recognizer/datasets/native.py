@@ -18,12 +18,12 @@ complete; every file is written to a temporary name and moved into place.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from recognizer.checkpoint import atomic_save_array, atomic_write_text
 from recognizer.datasets import DatasetError, register
 from recognizer.datasets.base import DatasetBundle, Split
 from recognizer.graph import LAYOUTS, Layout, get_layout, layout_from_edges
@@ -50,23 +50,8 @@ class Problem:
 
 # ---- atomic writes -------------------------------------------------------------------------------
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-def save_array(path: str | Path, arr: np.ndarray) -> None:
-    path = Path(path)
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
-
-
-def save_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = _tmp(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+save_array = atomic_save_array
+save_text = atomic_write_text
 
 
 def save_json(path: str | Path, obj: object) -> None:
