@@ -31,7 +31,10 @@ class TextBank:
 
     def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One random synonym per sample: (B,) -> (B, D)."""
-        u = torch.rand(labels.shape, generator=generator).to(labels.device)
+        return self.pick(labels, torch.rand(labels.shape, generator=generator).to(labels.device))
+
+    def pick(self, labels: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The synonym of each sample's class at fraction u in [0, 1) of that class's rows: (B,) -> (B, D)."""
         idx = self.offsets[labels] + (u * self.counts[labels]).long().clamp_max(self.counts[labels] - 1)
         return self.synonyms[idx]
 

@@ -319,9 +319,7 @@ def _synonyms(bank: TextBank, y: torch.Tensor, gen: torch.Generator, env: Env) -
     """
     if env.world == 1:
         return bank.sample(y, gen)
-    u = torch.rand(len(y) * env.world, generator=gen)[env.rank :: env.world].to(y.device)
-    idx = bank.offsets[y] + (u * bank.counts[y]).long().clamp_max(bank.counts[y] - 1)
-    return bank.synonyms[idx]
+    return bank.pick(y, torch.rand(len(y) * env.world, generator=gen)[env.rank :: env.world].to(y.device))
 
 
 def _strip_module(state: dict) -> dict:
