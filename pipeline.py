@@ -20,6 +20,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from knowledge_engine.cli import app as prompts_app  # noqa: E402
+from recognizer.analysis.ensemble import ensemble_cli  # noqa: E402
 from recognizer.cli import (  # noqa: E402
     ablate_command,
     evaluate_command,
@@ -28,7 +29,6 @@ from recognizer.cli import (  # noqa: E402
     tsne_command,
 )
 from recognizer.datasets.cli import app as data_app  # noqa: E402
-from recognizer.ensemble import ensemble_cli  # noqa: E402
 
 app = typer.Typer(help="PCKE / PCLE: language-guided skeleton action recognition.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)

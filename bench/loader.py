@@ -27,7 +27,7 @@ from rich.table import Table  # noqa: E402
 
 from recognizer.datasets import SkeletonDataset, Split  # noqa: E402
 from recognizer.datasets.base import ClipConfig  # noqa: E402
-from recognizer.graph import NTU25  # noqa: E402
+from recognizer.method.graph import NTU25  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "loader.json"
 UCLA = ROOT.parent / "shared" / "data" / "nw-ucla" / "all_sqe"

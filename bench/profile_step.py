@@ -15,9 +15,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from bench.step import CORPUS, ROOT, build_modes
-from recognizer.corpus import load_corpus
-from recognizer.text_bank import build_text_bank
-from recognizer.text_encoder import TextConfig, build_text_encoder
+from recognizer.method.corpus import load_corpus
+from recognizer.method.text_bank import build_text_bank
+from recognizer.method.text_encoder import TextConfig, build_text_encoder
 
 
 def main(argv: list[str] | None = None) -> None:

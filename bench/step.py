@@ -47,14 +47,14 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from recognizer.config import ModelConfig  # noqa: E402
-from recognizer.corpus import PART_GROUPS, load_corpus  # noqa: E402
-from recognizer.ctrgcn import CTRGCN  # noqa: E402
-from recognizer.graph import NTU25  # noqa: E402
-from recognizer.losses import LossConfig, total_loss  # noqa: E402
-from recognizer.model import PromptedContrastiveModel  # noqa: E402
-from recognizer.prompt_learner import PromptLearner  # noqa: E402
-from recognizer.text_bank import TextBank, build_text_bank  # noqa: E402
-from recognizer.text_encoder import TextConfig, build_text_encoder  # noqa: E402
+from recognizer.method.corpus import PART_GROUPS, load_corpus  # noqa: E402
+from recognizer.method.ctrgcn import CTRGCN  # noqa: E402
+from recognizer.method.graph import NTU25  # noqa: E402
+from recognizer.method.losses import LossConfig, total_loss  # noqa: E402
+from recognizer.method.model import PromptedContrastiveModel  # noqa: E402
+from recognizer.method.prompt_learner import PromptLearner  # noqa: E402
+from recognizer.method.text_bank import TextBank, build_text_bank  # noqa: E402
+from recognizer.method.text_encoder import TextConfig, build_text_encoder  # noqa: E402
 from recognizer.train import class_subset, positions_in  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "step.json"

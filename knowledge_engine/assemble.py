@@ -16,7 +16,7 @@ from knowledge_engine.cache import Cache
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.generate import Request
 from recognizer.checkpoint import atomic_write_text
-from recognizer.corpus import PART_NAMES, ClassPrompts, dump_record, validate_record
+from recognizer.method.corpus import PART_NAMES, ClassPrompts, dump_record, validate_record
 
 CONTENT_FIELDS = ("name", "synonyms", "parts", "description")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from knowledge_engine.errors import KnowledgeEngineError
-from recognizer.corpus import PROMPTS_DIR
+from recognizer.method.corpus import PROMPTS_DIR
 
 CLASSES_DIR = PROMPTS_DIR / "classes"
 

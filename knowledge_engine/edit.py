@@ -12,7 +12,7 @@ from pathlib import Path
 from knowledge_engine.assemble import read_records, write_atomic
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.inspect_corpus import find_record, load_records
-from recognizer.corpus import CorpusError, validate_record
+from recognizer.method.corpus import CorpusError, validate_record
 
 
 def editor_command() -> list[str]:

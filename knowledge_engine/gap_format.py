@@ -13,7 +13,7 @@ from pathlib import Path
 
 from knowledge_engine.assemble import content_hash, norm_name
 from knowledge_engine.errors import KnowledgeEngineError
-from recognizer.corpus import PART_NAMES, ClassPrompts, dump_record, validate_record
+from recognizer.method.corpus import PART_NAMES, ClassPrompts, dump_record, validate_record
 
 
 def _clean(text: str, sep: str) -> str:

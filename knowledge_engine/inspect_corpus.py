@@ -10,7 +10,7 @@ from rich.table import Table
 
 from knowledge_engine.assemble import content_hash, norm_name
 from knowledge_engine.errors import KnowledgeEngineError
-from recognizer.corpus import PART_NAMES, CorpusError, validate_record
+from recognizer.method.corpus import PART_NAMES, CorpusError, validate_record
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from knowledge_engine.classes import class_file, load_classes
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.generate import RunConfig, Stats, build_requests, fetch
 from knowledge_engine.templates import DEFAULT_TEMPLATES, load_templates
-from recognizer.corpus import CURATED, PROMPTS_DIR
+from recognizer.method.corpus import CURATED, PROMPTS_DIR
 
 GENERATED_DIR = PROMPTS_DIR / "generated"
 CACHE_DIR = PROMPTS_DIR / "cache"

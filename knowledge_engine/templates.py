@@ -16,7 +16,7 @@ import jsonschema
 import yaml
 
 from knowledge_engine.errors import KnowledgeEngineError
-from recognizer.corpus import PROMPTS_DIR
+from recognizer.method.corpus import PROMPTS_DIR
 
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
 DEFAULT_TEMPLATES = ("synonyms", "parts")

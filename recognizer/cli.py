@@ -83,8 +83,8 @@ def evaluate_command(
     report: bool = typer.Option(True, help="also write RUN/report/ (report.md, report.json, confusion.png)"),
 ) -> None:
     """Top-1/top-5, per-class accuracy and a report; writes scores_test.npy, eval.json and RUN/report/."""
-    from recognizer.evaluate import evaluate_run
-    from recognizer.report import report_run
+    from recognizer.analysis.evaluate import evaluate_run
+    from recognizer.analysis.report import report_run
 
     with clean_errors():
         if report:
@@ -119,7 +119,7 @@ def tsne_command(
     device: str = typer.Option("cpu", help="cpu | cuda"),
 ) -> None:
     """The paper's Fig. 2: t-SNE of skeleton embeddings (dots) and class text embeddings (diamonds)."""
-    from recognizer.tsne import tsne_figure
+    from recognizer.analysis.tsne import tsne_figure
 
     with clean_errors():
         target = out or Path(runs[0]) / "report" / "tsne.png"
@@ -146,7 +146,7 @@ def ablate_command(
     progress: bool = typer.Option(False, help="show progress bars"),
 ) -> None:
     """Run the ablation grid (GAP, PCKE, PCLE and PCLE without each part, context 4/8/16); resumes."""
-    from recognizer.ablate import parse_seeds, run_grid
+    from recognizer.analysis.ablate import parse_seeds, run_grid
 
     with clean_errors():
         records = run_grid(out, dataset, str(config) if config else None, parse_seeds(seeds), epochs, list(set_),
@@ -165,8 +165,8 @@ def predict_command(
     """Top-k classes with probabilities for new clips; needs only the checkpoint."""
     import json
 
+    from recognizer.analysis.predict import predict_files
     from recognizer.checkpoint import atomic_write_text
-    from recognizer.predict import predict_files
 
     with clean_errors():
         results = predict_files(checkpoint, [str(f) for f in files], top_k, device)

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from recognizer.datasets.base import ClipConfig
-from recognizer.losses import LossConfig
-from recognizer.text_encoder import TextConfig
+from recognizer.method.losses import LossConfig
+from recognizer.method.text_encoder import TextConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 METHODS = ("pcke", "pcle", "gap")

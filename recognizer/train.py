@@ -26,15 +26,15 @@ from torch.utils.data import DataLoader, Sampler
 
 from recognizer.checkpoint import atomic_save_array, atomic_torch_save, atomic_write_text, load_checkpoint
 from recognizer.config import Config, from_yaml_text, to_yaml
-from recognizer.corpus import load_corpus
 from recognizer.datasets import DatasetBundle, SkeletonDataset, Split, build_dataset
 from recognizer.distributed import all_gather_plain, gather_outputs, sync_batchnorm
-from recognizer.graph import Layout
-from recognizer.losses import total_loss
-from recognizer.model import PromptedContrastiveModel
-from recognizer.prompt_learner import PromptLearner
-from recognizer.text_bank import TextBank, build_text_bank
-from recognizer.text_encoder import TextEncoder, build_text_encoder
+from recognizer.method.corpus import load_corpus
+from recognizer.method.graph import Layout
+from recognizer.method.losses import total_loss
+from recognizer.method.model import PromptedContrastiveModel
+from recognizer.method.prompt_learner import PromptLearner
+from recognizer.method.text_bank import TextBank, build_text_bank
+from recognizer.method.text_encoder import TextEncoder, build_text_encoder
 
 console = Console(stderr=True)
 

@@ -1,7 +1,7 @@
 import torch
 
-from recognizer.ctrgcn import CTRGCN, num_parameters
-from recognizer.graph import NTU25, UCLA20
+from recognizer.method.ctrgcn import CTRGCN, num_parameters
+from recognizer.method.graph import NTU25, UCLA20
 
 
 def test_full_width_shapes_and_size():

@@ -17,9 +17,9 @@ import sys
 
 import torch
 
+from recognizer.analysis.evaluate import load_trained
 from recognizer.checkpoint import atomic_torch_save, load_checkpoint
 from recognizer.config import from_yaml_text, resolve, to_yaml
-from recognizer.evaluate import load_trained
 from recognizer.train import train
 from tests.conftest import REPO, tiny_overrides
 

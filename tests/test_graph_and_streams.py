@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from recognizer.datasets.base import crop_resize, rotation_matrix, to_stream
-from recognizer.graph import LAYOUTS, NTU25, UCLA20, get_layout
+from recognizer.method.graph import LAYOUTS, NTU25, UCLA20, get_layout
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))

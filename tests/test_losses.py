@@ -1,6 +1,6 @@
 import torch
 
-from recognizer.losses import (
+from recognizer.method.losses import (
     LossConfig,
     contrastive_loss,
     margin_ranking,

@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from recognizer.config import resolve
-from recognizer.graph import NTU25
-from recognizer.losses import total_loss
-from recognizer.model import PromptedContrastiveModel
-from recognizer.prompt_learner import PromptLearner
-from recognizer.text_encoder import TextConfig, build_text_encoder
+from recognizer.method.graph import NTU25
+from recognizer.method.losses import total_loss
+from recognizer.method.model import PromptedContrastiveModel
+from recognizer.method.prompt_learner import PromptLearner
+from recognizer.method.text_encoder import TextConfig, build_text_encoder
 
 C, D = 5, 32
 

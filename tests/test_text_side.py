@@ -2,11 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recognizer.corpus import load_corpus
 from recognizer.datasets.synthetic import CLASS_NAMES
-from recognizer.prompt_learner import PromptLearner
-from recognizer.text_bank import build_text_bank, corpus_texts
-from recognizer.text_encoder import TextConfig, build_text_encoder
+from recognizer.method.corpus import load_corpus
+from recognizer.method.prompt_learner import PromptLearner
+from recognizer.method.text_bank import build_text_bank, corpus_texts
+from recognizer.method.text_encoder import TextConfig, build_text_encoder
 from tests.conftest import REPO
 
 

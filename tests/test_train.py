@@ -8,9 +8,9 @@ import torch
 from typer.testing import CliRunner
 
 from pipeline import app
+from recognizer.analysis.evaluate import load_trained
 from recognizer.checkpoint import load_checkpoint
 from recognizer.config import resolve
-from recognizer.evaluate import load_trained
 from recognizer.train import train
 from tests.conftest import tiny_overrides
 

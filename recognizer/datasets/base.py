@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from recognizer.graph import Layout
+from recognizer.method.graph import Layout
 
 
 @dataclass

@@ -229,7 +229,6 @@ def info_command(path: Path = typer.Argument(..., help="dataset folder or file")
 
 def native_problems(folder: Path) -> list[Problem]:
     """Everything wrong with a native folder, including a full pass over the data."""
-    from recognizer.corpus import CorpusError, load_corpus
     from recognizer.datasets.native import (
         layout_from_meta,
         meta_problems,
@@ -239,6 +238,7 @@ def native_problems(folder: Path) -> list[Problem]:
         resolve_corpus,
         split_problems,
     )
+    from recognizer.method.corpus import CorpusError, load_corpus
 
     try:
         meta = read_meta(folder)

@@ -26,7 +26,7 @@ import numpy as np
 from recognizer.checkpoint import atomic_save_array, atomic_write_text
 from recognizer.datasets import DatasetError, register
 from recognizer.datasets.base import DatasetBundle, Split
-from recognizer.graph import LAYOUTS, Layout, get_layout, layout_from_edges
+from recognizer.method.graph import LAYOUTS, Layout, get_layout, layout_from_edges
 
 FORMAT = "pcle-skeleton"
 VERSION = 1

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from recognizer.corpus import CURATED, PROMPTS_DIR
 from recognizer.datasets import DatasetError, register
 from recognizer.datasets.base import DatasetBundle
 from recognizer.datasets.native import (
@@ -36,7 +35,8 @@ from recognizer.datasets.native import (
     save_text,
 )
 from recognizer.datasets.ntu_raw import T_MAX, load_sequence, pad
-from recognizer.graph import NTU25
+from recognizer.method.corpus import CURATED, PROMPTS_DIR
+from recognizer.method.graph import NTU25
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MISSING_LISTS = {

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from recognizer.corpus import CURATED, PROMPTS_DIR
 from recognizer.datasets import DatasetError, register
 from recognizer.datasets.base import DatasetBundle, Split
-from recognizer.graph import UCLA20
+from recognizer.method.corpus import CURATED, PROMPTS_DIR
+from recognizer.method.graph import UCLA20
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "nw-ucla" / "all_sqe"
 CLASS_NAMES = [n.strip() for n in (PROMPTS_DIR / "classes" / "nw-ucla.txt").read_text().splitlines() if n.strip()]

@@ -7,7 +7,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from recognizer.ensemble import (
+from recognizer.analysis.ensemble import (
     EnsembleError,
     check_aligned,
     combine,

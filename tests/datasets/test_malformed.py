@@ -16,7 +16,7 @@ from recognizer.datasets.importers import ctrgcn_to_split
 from recognizer.datasets.native import load_native, make_meta, write_native
 from recognizer.datasets.ntu_generate import make_bodies, render
 from recognizer.datasets.ntu_raw import parse_skeleton_text, to_sequence
-from recognizer.graph import COCO17
+from recognizer.method.graph import COCO17
 
 N, BODIES = make_bodies("S001C001P001R001A058", seed=1, frames=(20, 24))
 VALID = render(N, BODIES, seed=1)

@@ -14,7 +14,7 @@ from recognizer.datasets.base import Split
 from recognizer.datasets.cli import app
 from recognizer.datasets.importers import import_ucla
 from recognizer.datasets.native import META, NativeFormatError, load_native, make_meta, write_native
-from recognizer.graph import COCO17, NTU25, layout_from_edges
+from recognizer.method.graph import COCO17, NTU25, layout_from_edges
 
 
 def coco_split(n: int, seed: int) -> Split:
@@ -70,7 +70,7 @@ def test_broken_folders_give_clean_errors(coco_dir, breaks, message):
 
 def test_unknown_class_names_against_the_corpus(coco_dir):
     meta = json.loads((coco_dir / META).read_text())
-    from recognizer.corpus import CURATED
+    from recognizer.method.corpus import CURATED
     meta["corpus"] = str(CURATED["nw-ucla"])
     (coco_dir / META).write_text(json.dumps(meta))
     res = CliRunner().invoke(app, ["check", str(coco_dir)])

@@ -16,7 +16,7 @@ from recognizer.datasets.ntu_raw import (
     read_skeleton,
     to_sequence,
 )
-from recognizer.graph import NTU25
+from recognizer.method.graph import NTU25
 
 REAL = ["S001C001P001R001A001", "S001C001P001R001A011", "S001C003P008R002A058", "S002C001P003R001A003",
         "S003C001P015R001A034", "S004C002P003R001A017"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ke_helpers import NW_UCLA, SECRET, generate, read_jsonl, write_classes
 
 from knowledge_engine.testing.fake_server import Fault
-from recognizer.corpus import load_corpus
+from recognizer.method.corpus import load_corpus
 
 CLASSES = NW_UCLA.read_text().split("\n")[:10]
 

@@ -9,7 +9,7 @@ from ke_helpers import read_jsonl, write_classes
 from typer.testing import CliRunner
 
 from knowledge_engine.cli import app
-from recognizer.corpus import load_corpus
+from recognizer.method.corpus import load_corpus
 
 pytestmark = [
     pytest.mark.llama,

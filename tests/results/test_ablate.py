@@ -5,7 +5,7 @@ import csv
 from typer.testing import CliRunner
 
 from pipeline import app
-from recognizer.ablate import GRID, to_markdown
+from recognizer.analysis.ablate import GRID, to_markdown
 from tests.conftest import tiny_overrides
 
 

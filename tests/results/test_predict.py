@@ -8,12 +8,12 @@ import torch
 from typer.testing import CliRunner
 
 from pipeline import app
+from recognizer.analysis.evaluate import load_trained
+from recognizer.analysis.predict import ClipError, predict_files
 from recognizer.datasets import SkeletonDataset, build_dataset
 from recognizer.datasets.native import make_meta, write_native
 from recognizer.datasets.ntu_generate import GenBody, render
-from recognizer.evaluate import load_trained
-from recognizer.graph import NTU25
-from recognizer.predict import ClipError, predict_files
+from recognizer.method.graph import NTU25
 
 
 @pytest.fixture(scope="module")

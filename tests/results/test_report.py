@@ -7,7 +7,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from pipeline import app
-from recognizer.report import confused_pairs, confusion_matrix, figure_size, plot_confusion, summarize
+from recognizer.analysis.report import confused_pairs, confusion_matrix, figure_size, plot_confusion, summarize
 
 
 def test_evaluate_writes_the_report(tiny_run):

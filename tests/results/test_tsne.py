@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline import app
-from recognizer.tsne import pick_classes, silhouette
+from recognizer.analysis.tsne import pick_classes, silhouette
 
 NAMES = ["hand waving", "kicking something", "jump up", "sitting down", "clapping"]
 

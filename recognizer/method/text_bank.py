@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from recognizer.checkpoint import atomic_torch_save
-from recognizer.corpus import PART_GROUPS, ClassPrompts
-from recognizer.text_encoder import TextEncoder
+from recognizer.method.corpus import PART_GROUPS, ClassPrompts
+from recognizer.method.text_encoder import TextEncoder
 
 
 @dataclass

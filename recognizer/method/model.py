@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from recognizer.config import ModelConfig
-from recognizer.ctrgcn import CTRGCN
-from recognizer.graph import PART_GROUP_NAMES, Layout
-from recognizer.interaction import Bridger, CrossModalityAttention
-from recognizer.prompt_learner import PromptLearner
-from recognizer.text_encoder import TextEncoder
+from recognizer.method.ctrgcn import CTRGCN
+from recognizer.method.graph import PART_GROUP_NAMES, Layout
+from recognizer.method.interaction import Bridger, CrossModalityAttention
+from recognizer.method.prompt_learner import PromptLearner
+from recognizer.method.text_encoder import TextEncoder
 
 
 class PromptedContrastiveModel(nn.Module):

@@ -158,7 +158,7 @@ def write_report(out_dir: str | Path, scores: np.ndarray, labels: np.ndarray, cl
 
 def report_run(run: str | Path, data_root: str | None = None, device: str = "cpu") -> tuple[dict, dict]:
     """`evaluate_run` (scores_test.npy, eval.json) and then the report in RUN/report/."""
-    from recognizer.evaluate import evaluate_run
+    from recognizer.analysis.evaluate import evaluate_run
 
     run = Path(run)
     result = evaluate_run(run, data_root, device)

@@ -42,8 +42,8 @@ class Embedded:
 @torch.no_grad()
 def embed_run(run: str | Path, data_root: str | None = None, device: str = "cpu") -> Embedded:
     """Test-split skeleton embeddings, predictions and the stored class text of a trained run."""
+    from recognizer.analysis.evaluate import load_trained
     from recognizer.datasets import build_dataset
-    from recognizer.evaluate import load_trained
     from recognizer.train import Env, make_loader_for
 
     run = Path(run)

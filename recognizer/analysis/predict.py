@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from recognizer.datasets.base import crop_resize, to_stream
-from recognizer.graph import Layout, get_layout
+from recognizer.method.graph import Layout, get_layout
 
 
 class ClipError(ValueError):
@@ -160,7 +160,7 @@ def preprocess(x: np.ndarray, cfg, layout: Layout) -> np.ndarray:
 def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 5, device: str = "cpu",
                   batch_size: int = 32) -> list[dict]:
     """One record per clip: source, true class (when known) and the top-k classes with probabilities."""
-    from recognizer.evaluate import load_trained
+    from recognizer.analysis.evaluate import load_trained
 
     if not files:
         raise ClipError("give at least one clip")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recognizer.text_encoder import TextEncoder
+from recognizer.method.text_encoder import TextEncoder
 
 
 class PromptLearner(nn.Module):

@@ -11,8 +11,8 @@ import torch
 from recognizer.checkpoint import atomic_write_text, load_checkpoint
 from recognizer.config import Config, from_yaml_text
 from recognizer.datasets import build_dataset
-from recognizer.graph import get_layout
-from recognizer.model import PromptedContrastiveModel
+from recognizer.method.graph import get_layout
+from recognizer.method.model import PromptedContrastiveModel
 
 
 @dataclass

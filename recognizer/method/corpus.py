@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jsonschema
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 SCHEMA_PATH = PROMPTS_DIR / "corpus.schema.json"
 PART_NAMES = ("head", "hands", "arms", "hips", "legs", "feet")
 # The skeleton encoder pools four body-part groups; each group reads the text of these corpus parts.

@@ -1,0 +1,1 @@
+"""Commands that read trained runs: evaluate, report, t-SNE, ablation grid, ensembles, predict."""
