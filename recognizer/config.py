@@ -42,14 +42,19 @@ class ModelConfig:
     width: int = 64  # CTR-GCN base channels (64 -> 64/128/256)
     kernel: int = 5
     dilations: tuple[int, ...] = (1, 2)
+    lst_k: dict = field(default_factory=dict)  # stream -> k of GAP's input transform (I - P^k) x; absent/0 = off
     bridger: bool = True
-    bridger_queries: int = 8
+    bridger_mode: str = "text"  # text: class text embeddings are the queries (language-aware) | learned
+    bridger_queries: int = 8  # number of learned queries (bridger_mode=learned)
     interaction: bool = True
     heads: int = 8
     dropout: float = 0.0
-    init_temperature: float = 0.07  # logit scale starts at 1 / T
-    max_logit_scale: float = 100.0
-    fuse_weight: float = 0.5  # inference: logits + w * (scale * similarity after interaction)
+    init_temperature: float = 0.07  # logit scales start at 1 / T (exp mode) or log(1 / T) (linear mode, GAP)
+    max_logit_scale: float = 100.0  # exp mode clamp
+    scale_mode: str = "exp"  # exp: scale = exp(parameter) (CLIP) | linear: scale = parameter (GAP's code)
+    separate_scales: bool = True  # one scale per contrastive term (GAP: global + 4 parts)
+    inference: str = "auto"  # auto: chosen on the validation split (logits without one) | logits | similarity | fusion
+    fuse_weight: float = 0.5  # inference=fusion: logits + w * scale * similarity after interaction
 
 
 @dataclass
@@ -59,6 +64,8 @@ class PromptConfig:
     n_ctx: int = 16
     class_specific: bool = False
     ctx_init: str = ""  # e.g. "a person is"
+    ctx_lr: float = 0.002  # PCLE context's own learning rate (CoOp: 2e-3 with SGD), same schedule as the backbone
+    part_prefix: bool = True  # part texts start with the class name, as GAP's ("<name>, head: ...")
     train_classes: int = 0  # PCLE: per step encode only the batch's classes + random others up to this many (0 = all)
     cache_dir: str = ".cache/text-embeddings"
 
@@ -167,16 +174,18 @@ def parse_override(item: str) -> dict:
 
 
 def apply_method(cfg: Config, method: str) -> Config:
-    """pcke / pcle select the prompt source; gap = PCKE prompts with interaction and ranking off."""
+    """pcke / pcle select the prompt source; gap = PCKE prompts as GAP's code trains them (docs/method.md)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
     cfg = dataclasses.replace(cfg, method=method, prompt=dataclasses.replace(
         cfg.prompt, method="pcle" if method == "pcle" else "pcke"))
-    if method == "gap":
+    if method == "gap":  # GAP's code: no interaction, no ranking, linear logit scales, text tower fine-tuned
         cfg = dataclasses.replace(
             cfg,
-            model=dataclasses.replace(cfg.model, bridger=False, interaction=False, fuse_weight=0.0),
-            loss=dataclasses.replace(cfg.loss, ranking=False),
+            model=dataclasses.replace(cfg.model, bridger=False, interaction=False, inference="logits",
+                                      scale_mode="linear", separate_scales=True),
+            loss=dataclasses.replace(cfg.loss, ranking=False, after=False),
+            text=dataclasses.replace(cfg.text, frozen=cfg.text.frozen if cfg.text.gap_frozen else False),
         )
     return cfg
 

@@ -79,6 +79,8 @@ def setup_env(cfg: Config) -> Env:
 class EpochSampler(Sampler[int]):
     """A permutation per epoch drawn from (seed, epoch), `repeat` passes long, sliced per rank.
 
+    Pass r yields keys r * n + i, so each copy of a clip gets its own augmentation (SkeletonDataset).
+
     Rank r takes positions r, r+W, r+2W, ...: with a per-rank batch of B/W, the ranks' batches at
     step k together are exactly the single-process batch k of size B.
     """
@@ -94,19 +96,41 @@ class EpochSampler(Sampler[int]):
         return self.n * self.repeat // self.world
 
     def __iter__(self):
+        """Position keys `copy * n + i`: the dataset reads sample i and seeds its draw by the key."""
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        perm = torch.cat([torch.randperm(self.n, generator=g) for _ in range(self.repeat)])
+        perm = torch.cat([torch.randperm(self.n, generator=g) + r * self.n for r in range(self.repeat)])
         perm = perm[: len(self) * self.world]
         return iter(perm[self.rank :: self.world].tolist())
 
 
-def lr_at(cfg: Config, epoch: int, world_batch: int) -> float:
-    """Linear warm-up over `warmup_epochs`, then x gamma at each milestone (per epoch, as GAP)."""
+def lr_factor(cfg: Config, epoch: int, world_batch: int) -> float:
+    """Linear warm-up over `warmup_epochs`, then x gamma at each milestone (per epoch, as GAP); with
+    `optim.base_batch`, scaled by world_batch / base_batch. Every parameter group's lr is its base lr times this."""
     o = cfg.optim
-    base = o.lr * (world_batch / o.base_batch if o.base_batch else 1.0)
+    scale = world_batch / o.base_batch if o.base_batch else 1.0
     if epoch < o.warmup_epochs:
-        return base * (epoch + 1) / o.warmup_epochs
-    return base * o.gamma ** sum(epoch >= m for m in o.milestones)
+        return scale * (epoch + 1) / o.warmup_epochs
+    return scale * o.gamma ** sum(epoch >= m for m in o.milestones)
+
+
+def lr_at(cfg: Config, epoch: int, world_batch: int) -> float:
+    """The backbone's learning rate at `epoch`."""
+    return cfg.optim.lr * lr_factor(cfg, epoch, world_batch)
+
+
+def param_groups(model: PromptedContrastiveModel, encoder: TextEncoder, cfg: Config) -> list[dict]:
+    """Backbone and heads at optim.lr; PCLE's context at prompt.ctx_lr (CoOp); a fine-tuned text encoder
+    at optim.lr * text.lr_ratio (GAP). Each group keeps its base lr in 'base_lr'."""
+    ctx = [p for n, p in model.named_parameters() if n.startswith("prompt_learner.") and p.requires_grad]
+    ctx_ids = {id(p) for p in ctx}
+    groups = [{"name": "backbone", "base_lr": cfg.optim.lr,
+               "params": [p for p in model.parameters() if p.requires_grad and id(p) not in ctx_ids]}]
+    if ctx:
+        groups.append({"name": "context", "base_lr": cfg.prompt.ctx_lr, "params": ctx})
+    if not encoder.frozen:
+        groups.append({"name": "text_encoder", "base_lr": cfg.optim.lr * cfg.text.lr_ratio,
+                       "params": [p for p in encoder.parameters() if p.requires_grad]})
+    return groups
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -147,16 +171,17 @@ def build_parts(cfg: Config, env: Env) -> Parts:
         raise ValueError(f"dataset '{bundle.name}' has no default corpus: set prompt.corpus")
     corpus = load_corpus(corpus_path, bundle.class_names)
     encoder = build_text_encoder(cfg.text).to(env.device)
-    bank = build_text_bank(encoder, corpus, cfg.prompt.cache_dir).to(env.device)
+    bank = build_text_bank(encoder, corpus, cfg.prompt.cache_dir, cfg.prompt.part_prefix).to(env.device)
     learner = None
-    if cfg.prompt.method == "pcle":
+    if cfg.prompt.method == "pcle":  # the context's random init follows run.seed (the encoder seeds itself)
         learner = PromptLearner(encoder, bundle.class_names, cfg.prompt.n_ctx, cfg.prompt.class_specific,
-                                cfg.prompt.ctx_init)
+                                cfg.prompt.ctx_init, generator=torch.Generator().manual_seed(cfg.run.seed))
     sample = bundle.train.data[0]  # (C, T, V, M)
     torch.manual_seed(cfg.run.seed)
     model = PromptedContrastiveModel(cfg.model, bundle.layout, len(bundle.class_names), encoder.dim,
                                      in_channels=sample.shape[0], num_person=sample.shape[-1],
-                                     prompt_learner=learner).to(env.device)
+                                     prompt_learner=learner,
+                                     lst_k=int(cfg.model.lst_k.get(cfg.data.clip.stream, 0))).to(env.device)
     return Parts(bundle, val, encoder, bank, model)
 
 
@@ -246,10 +271,52 @@ def accuracy_summary(scores: np.ndarray, labels: np.ndarray, class_names: list[s
 
 def final_class_text(model: PromptedContrastiveModel, parts: Parts, cfg: Config) -> torch.Tensor:
     """(C, D) class text embeddings to store with the model: learned prompts (PCLE) or the corpus."""
+    parts.encoder.eval()
     with torch.no_grad():
         if cfg.prompt.method == "pcle":
             return model.prompt_learner(parts.encoder).float()
         return parts.bank.classes.float()
+
+
+INFERENCE_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # fusion weights tried on the validation split
+
+
+@torch.no_grad()
+def choose_inference(model: PromptedContrastiveModel, cfg: Config, env: Env, val_loader: DataLoader | None) -> dict:
+    """Set `model.fusion` by `model.inference`; `auto` picks, on the validation split only, the best of
+    logits, logits + w * similarity (w in INFERENCE_WEIGHTS) and similarity alone (ties: the simpler rule)."""
+    rule = cfg.model.inference
+    if rule not in ("auto", "logits", "similarity", "fusion"):
+        raise ValueError(f"model.inference must be auto, logits, similarity or fusion, not '{rule}'")
+    if not model.interacts or rule == "logits" or (rule == "auto" and val_loader is None):
+        chosen = {"rule": "logits", "weight": 0.0, "chosen_on": "fixed" if rule != "auto" else "no validation split"}
+    elif rule == "similarity":
+        chosen = {"rule": "similarity", "weight": 1.0, "chosen_on": "fixed"}
+    elif rule == "fusion":
+        chosen = {"rule": "fusion", "weight": cfg.model.fuse_weight, "chosen_on": "fixed"}
+    else:
+        chosen = _search_inference(model, env, val_loader)
+    model.fusion.copy_(torch.tensor([0.0 if chosen["rule"] == "similarity" else 1.0, chosen["weight"]]))
+    return chosen
+
+
+def _search_inference(model: PromptedContrastiveModel, env: Env, loader: DataLoader) -> dict:
+    model.eval()
+    logits, sims, labels = [], [], []
+    for x, y, _ in loader:
+        with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
+            out = model(x.to(env.device))
+        logits.append(out["logits"].float().cpu())
+        sims.append((out["logit_scales"][-1].float() * out["sim_after"].float()).cpu())
+        labels.append(y)
+    lg, sm, lb = torch.cat(logits), torch.cat(sims), torch.cat(labels)
+    candidates = [("logits" if w == 0 else "fusion", w, lg + w * sm) for w in INFERENCE_WEIGHTS]
+    candidates.append(("similarity", 1.0, sm))
+    scored = [(float((s.argmax(1) == lb).float().mean() * 100), -i, rule, w)
+              for i, (rule, w, s) in enumerate(candidates)]
+    acc, _, rule, w = max(scored)
+    return {"rule": rule, "weight": float(w), "chosen_on": "validation", "val_top1": acc,
+            "val_top1_logits": scored[0][0]}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -265,6 +332,7 @@ def _track(iterable, description: str, enabled: bool):
 def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoader, opt, scaler,
                     epoch: int, progress: bool) -> dict[str, float]:
     model.train()
+    parts.encoder.train()  # a frozen encoder stays in eval mode
     loader.sampler.set_epoch(epoch)
     loader.dataset.set_epoch(epoch)
     # Synonym draws: the same stream on every rank, drawn for the global batch (see `_synonyms`).
@@ -285,8 +353,9 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
                 pos = out["sim_labels"] = positions_in(classes, y, n_cls)
             out["text_sample"] = out["class_text"][pos]  # (B, D) the learned prompt of each sample's class
         else:
-            out["text_sample"] = _synonyms(parts.bank, y, gen, env)  # (B, D) one random synonym per sample
-        out["text_parts"] = parts.bank.parts[y]  # (B, 4, D)
+            out["text_sample"] = _synonyms(parts, y, gen, env)  # (B, D) one random synonym per sample
+        # (B, 4, D): the part descriptions of each sample's class (encoded live when the encoder is fine-tuned)
+        out["text_parts"] = (parts.bank.parts if parts.encoder.frozen else parts.bank.live_parts(parts.encoder))[y]
         # Under DDP every rank computes the loss of the global batch (the contrastive term does not split).
         terms = total_loss(*gather_outputs(out, y), cfg.loss)
         opt.zero_grad(set_to_none=True)
@@ -311,15 +380,17 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
     return stats
 
 
-def _synonyms(bank: TextBank, y: torch.Tensor, gen: torch.Generator, env: Env) -> torch.Tensor:
+def _synonyms(parts: Parts, y: torch.Tensor, gen: torch.Generator, env: Env) -> torch.Tensor:
     """One random synonym per sample; under DDP the draws of the global batch, sliced like the sampler.
 
     Rank r holds global positions r, r+W, ... of the batch, so it takes u[r::W] of the B draws one
-    process would make: the ranks together draw exactly what a single process draws.
+    process would make: the ranks together draw exactly what a single process draws. A fine-tuned
+    encoder embeds the drawn texts live (with gradients).
     """
-    if env.world == 1:
-        return bank.sample(y, gen)
-    return bank.pick(y, torch.rand(len(y) * env.world, generator=gen)[env.rank :: env.world].to(y.device))
+    bank = parts.bank
+    u = torch.rand(len(y) * env.world, generator=gen)[env.rank :: env.world].to(y.device)
+    idx = bank.pick_index(y, u)
+    return bank.synonyms[idx] if parts.encoder.frozen else bank.live_synonyms(parts.encoder, idx)
 
 
 def _strip_module(state: dict) -> dict:
@@ -360,6 +431,8 @@ def checkpoint_state(model, opt, scaler, cfg: Config, parts: Parts, epoch: int, 
         "layout": parts.bundle.layout.name,
         "text_encoder": parts.encoder.name,
         "text_dim": parts.encoder.dim,
+        # a fine-tuned text tower (GAP) is part of the run's state; a frozen one is rebuilt from the config
+        "text_encoder_state": None if parts.encoder.frozen else parts.encoder.state_dict(),
         "input_shape": list(parts.bundle.train.data.shape[1:]),  # (C, T_max, V, M)
         "history": history,
     }
@@ -390,13 +463,15 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
     model = parts.model
     if cfg.run.sync_bn and env.world > 1:  # BatchNorm statistics of the global batch (CPU/gloo too)
         model = sync_batchnorm(model, env.device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(trainable, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
-                          weight_decay=cfg.optim.weight_decay)
+    opt = torch.optim.SGD(param_groups(unwrap(model), parts.encoder, cfg), lr=cfg.optim.lr,
+                          momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
     scaler = torch.amp.GradScaler(env.device.type, enabled=env.amp == torch.float16)
     start, history = 0, []
     if state is not None:
         unwrap(model).load_state_dict(_strip_module(state["model"]))
+        if state.get("text_encoder_state") is not None:
+            parts.encoder.load_state_dict(state["text_encoder_state"])
+            parts.bank = parts.bank.refresh(parts.encoder)
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start, history = state["epoch"], list(state["history"])
@@ -405,7 +480,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         ids = [env.device.index] if env.device.type == "cuda" else None
         # GAP (no bridger, no interaction) or switched-off loss terms leave parameters unused.
         unused = not (cfg.model.bridger or cfg.model.interaction) or not (
-            cfg.loss.contrastive and cfg.loss.parts and cfg.loss.ranking)
+            cfg.loss.contrastive and cfg.loss.parts and cfg.loss.after)
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
     if cfg.run.compile:
         model = torch.compile(model)
@@ -418,10 +493,13 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         writer = _tensorboard(run)
     end = cfg.optim.epochs if stop_after is None else min(cfg.optim.epochs, start + stop_after)
     for epoch in range(start, end):
-        lr = lr_at(cfg, epoch, cfg.optim.batch_size)
+        factor = lr_factor(cfg, epoch, cfg.optim.batch_size)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = g["base_lr"] * factor
+        lr = cfg.optim.lr * factor
         stats = train_one_epoch(model, parts, cfg, env, train_loader, opt, scaler, epoch, progress)
+        if not parts.encoder.frozen:  # class and part embeddings from the fine-tuned weights
+            parts.bank = parts.bank.refresh(parts.encoder)
         stats.update(epoch=epoch + 1, lr=lr, logit_scale=float(unwrap(model).scale.detach()))
         last = epoch + 1 == cfg.optim.epochs
         if env.main and ((epoch + 1) % cfg.run.eval_every == 0 or last):
@@ -445,12 +523,14 @@ def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config,
            test_loader: DataLoader, history: list, progress: bool) -> dict:
     """Store the final class text in the checkpoint, write scores and metrics.json."""
     model.class_text.copy_(final_class_text(model, parts, cfg))
+    val_loader = make_loader_for(parts.val, parts.bundle.layout, cfg, False, env) if parts.val is not None else None
+    inference = choose_inference(model, cfg, env, val_loader)  # never looks at the test split
     state = checkpoint_state(model, opt, scaler, cfg, parts, cfg.optim.epochs, history)
+    state["inference"] = inference
     atomic_torch_save(state, run / "checkpoint.pt")
     scores, labels = predict(model, test_loader, env, progress=progress)  # stored class text: no encoder
     write_scores(run, "test", scores, labels, parts.bundle.test.names)
-    if parts.val is not None:
-        val_loader = make_loader_for(parts.val, parts.bundle.layout, cfg, False, env)
+    if val_loader is not None:
         v_scores, v_labels = predict(model, val_loader, env)
         write_scores(run, "val", v_scores, v_labels, parts.val.names)
     speeds = [h["samples_per_s"] for h in history]
@@ -462,6 +542,7 @@ def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config,
         "epochs": cfg.optim.epochs,
         "train_samples_per_s": float(np.median(speeds)) if speeds else 0.0,
         "text_encoder": parts.encoder.name,
+        "inference": inference,
         "device": str(env.device),
         "parameters": sum(p.numel() for p in model.parameters()),
     }

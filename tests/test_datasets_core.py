@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from recognizer.datasets import DatasetError, SkeletonDataset, build_dataset
 from recognizer.datasets.base import ClipConfig
@@ -31,6 +32,23 @@ def test_clips_depend_only_on_seed_epoch_and_index():
     assert (ds[5][0] == x1).all() and x1.shape == (3, 20, 25, 1)
     ds.set_epoch(5)
     assert not (ds[5][0] == x1).all()
+
+
+def test_repeat_copies_get_their_own_augmentation():
+    """Pass r of an epoch reads sample i under key r * N + i: same clip, different draw (issue: 110 vs 550 views)."""
+    from recognizer.train import EpochSampler
+
+    bundle = build_dataset("synthetic", train_per_class=2, test_per_class=1)
+    n = len(bundle.train)
+    sampler = EpochSampler(n, seed=0, repeat=3)
+    keys = list(sampler)
+    assert sorted(k % n for k in keys) == sorted(list(range(n)) * 3) and len(set(keys)) == 3 * n
+    for mode in ("crop", "sample"):
+        ds = SkeletonDataset(bundle.train, bundle.layout, ClipConfig(window=20, mode=mode), train=True, seed=0)
+        a, b = ds[4], ds[4 + n]
+        assert a[1] == b[1] and a[2] == b[2] == 4
+        assert not torch.equal(a[0], b[0])
+        assert torch.equal(ds[4 + n][0], b[0])  # still a pure function of (seed, epoch, key)
 
 
 def test_nw_ucla_standard_split(ucla_root):

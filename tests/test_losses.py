@@ -2,6 +2,7 @@ import torch
 
 from recognizer.method.losses import (
     LossConfig,
+    class_contrastive,
     contrastive_loss,
     margin_ranking,
     ranking_loss,
@@ -52,13 +53,39 @@ def test_total_loss_weights_and_switches():
     torch.manual_seed(0)
     b, c, d = 6, 3, 8
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    out = {"logits": torch.randn(b, c), "logit_scale": torch.tensor(10.0), "skel_global": torch.randn(b, d),
+    out = {"logits": torch.randn(b, c), "logit_scales": torch.full((6,), 10.0), "skel_global": torch.randn(b, d),
            "text_sample": torch.randn(b, d), "skel_parts": torch.randn(b, 4, d), "text_parts": torch.randn(b, 4, d),
            "sim_before": torch.rand(b, c), "sim_after": torch.rand(b, c)}
-    cfg = LossConfig(alpha=0.8, beta=0.5)
+    cfg = LossConfig(alpha=0.8, beta=0.5, alpha_after=0.3)
     t = total_loss(out, labels, cfg)
-    torch.testing.assert_close(t["loss"], t["ce"] + 0.8 * t["contrastive"] + 0.5 * t["ranking"])
-    off = total_loss(out, labels, LossConfig(contrastive=False, ranking=False))
+    torch.testing.assert_close(t["loss"], t["ce"] + 0.8 * t["contrastive"] + 0.3 * t["contrastive_after"]
+                               + 0.5 * t["ranking"])
+    off = total_loss(out, labels, LossConfig(contrastive=False, ranking=False, after=False))
     assert set(off) == {"ce", "loss"}
-    no_parts = total_loss(out, labels, LossConfig(parts=False))
-    assert no_parts["contrastive"] < t["contrastive"]
+
+
+def test_contrastive_terms_are_averaged_as_gap():
+    """GAP: loss_ce + alpha * sum(five terms) / 5, each term with its own logit scale."""
+    torch.manual_seed(1)
+    b, c, d = 6, 3, 8
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    scales = torch.tensor([2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    out = {"logits": torch.randn(b, c), "logit_scales": scales, "skel_global": torch.randn(b, d),
+           "text_sample": torch.randn(b, d), "skel_parts": torch.randn(b, 4, d), "text_parts": torch.randn(b, 4, d)}
+    terms = [contrastive_loss(out["skel_global"], out["text_sample"], labels, scales[0], 10.0)]
+    terms += [contrastive_loss(out["skel_parts"][:, g], out["text_parts"][:, g], labels, scales[1 + g], 10.0)
+              for g in range(4)]
+    t = total_loss(out, labels, LossConfig(ranking=False, after=False))
+    torch.testing.assert_close(t["contrastive"], torch.stack(terms).mean())
+
+
+def test_gap_soft_targets():
+    t = same_class_targets(torch.tensor([0, 1, 0]), sharpness=10.0)
+    e = torch.exp(torch.tensor(10.0))
+    torch.testing.assert_close(t[0], torch.tensor([e, 1.0, e]) / (2 * e + 1))
+
+
+def test_class_contrastive_prefers_the_true_class():
+    labels = torch.tensor([0, 1, 2, 0])
+    good = torch.eye(3)[labels]
+    assert class_contrastive(good, labels, torch.tensor(10.0)) < class_contrastive(1 - good, labels, torch.tensor(10.0))

@@ -37,7 +37,7 @@ def test_pcke_forward_shapes_and_gradients():
     assert out["sim_before"].shape == (4, C) and out["sim_after"].shape == (4, C)
     out["text_sample"], out["text_parts"] = text[y], torch.randn(4, 4, D)
     total_loss(out, y, resolve("synthetic", "pcke").loss)["loss"].backward()
-    for name in ("skeleton.units.0.gcn.A", "bridger.queries", "interaction.text_from_skel.in_proj_weight",
+    for name in ("skeleton.units.0.gcn.A", "bridger.query_proj.weight", "interaction.text_from_skel.in_proj_weight",
                  "logit_scale", "classifier.weight"):
         assert dict(model.named_parameters())[name].grad is not None, name
 
@@ -69,3 +69,42 @@ def test_inference_uses_the_stored_class_text():
         a = model.scores(model(x))
         b = model.scores(model(x, class_text=model.class_text.clone()))
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("mode", ["text", "learned"])
+@pytest.mark.parametrize("method", ["pcke", "pcle"])
+def test_contrastive_loss_alone_trains_every_interaction_parameter(method, mode, encoder):
+    """With CE and ranking off, the contrastive terms (before and after the interaction) reach the bridger,
+    both attention blocks and all heads: nothing is trained only by the saturating hinge."""
+    cfg = resolve("synthetic", method, overrides=["model.width=8", "model.heads=4", f"model.bridger_mode={mode}",
+                                                  "loss.ce=false", "loss.ranking=false"])
+    learner = PromptLearner(encoder, [f"action {i}" for i in range(C)], n_ctx=3) if method == "pcle" else None
+    model = PromptedContrastiveModel(cfg.model, NTU25, C, D, num_person=2, prompt_learner=learner)
+    x, y = batch()
+    out = model(x, encoder=encoder) if method == "pcle" else model(x, class_text=torch.randn(C, D))
+    out["text_sample"], out["text_parts"] = out["class_text"][y], torch.randn(4, 4, D)
+    terms = total_loss(out, y, cfg.loss)
+    assert "ranking" not in terms and "ce" not in terms and "contrastive_after" in terms
+    terms["loss"].backward()
+    for name, p in model.named_parameters():
+        if name.startswith(("bridger.", "interaction.", "global_head.", "part_heads.")):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert model.logit_scale.grad.abs().min() > 0  # all six per-term scales are used
+
+
+def test_text_bridger_is_language_aware():
+    """The bridged skeleton tokens depend on the class text (one query per class)."""
+    model = make("pcke").eval()
+    x, _ = batch()
+    with torch.no_grad():
+        a = model(x, class_text=torch.randn(C, D))["skel_after"]
+        b = model(x, class_text=torch.randn(C, D))["skel_after"]
+    assert not torch.allclose(a, b)
+
+
+def test_pcle_context_init_follows_the_run_seed(encoder):
+    def ctx(seed):
+        gen = torch.Generator().manual_seed(seed)
+        return PromptLearner(encoder, ["a", "b"], n_ctx=3, generator=gen).ctx.detach()
+
+    assert torch.equal(ctx(0), ctx(0)) and not torch.equal(ctx(0), ctx(1))

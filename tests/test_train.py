@@ -41,15 +41,20 @@ def test_end_to_end_run_folder(tmp_path, method, encoder):
     assert not any(k.startswith("prompt_learner") for k in trained.model.state_dict())
 
 
-def test_resume_gives_the_same_weights(tmp_path):
-    over = tiny_overrides(tmp_path, "tiny-clip")
-    full = train(resolve("synthetic", "pcle", overrides=over), tmp_path / "full", progress=False)
-    part = train(resolve("synthetic", "pcle", overrides=over), tmp_path / "split", stop_after=1, progress=False)
+@pytest.mark.parametrize("method,encoder,extra", [("pcle", "tiny-clip", []),
+                                                  ("gap", "tiny-bert", ["optim.repeat=2"])])
+def test_resume_gives_the_same_weights(tmp_path, method, encoder, extra):
+    """Exact resume, also for GAP's fine-tuned text tower and with repeated passes per epoch."""
+    over = tiny_overrides(tmp_path, encoder) + extra
+    full = train(resolve("synthetic", method, overrides=over), tmp_path / "full", progress=False)
+    part = train(resolve("synthetic", method, overrides=over), tmp_path / "split", stop_after=1, progress=False)
     assert part == {"epochs": 1, "stopped": True}
     assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["epoch"] == 1
-    resumed = train(resolve("synthetic", "pcle", overrides=over), tmp_path / "split", resume=True, progress=False)
-    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
-    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["model"]
+    resumed = train(resolve("synthetic", method, overrides=over), tmp_path / "split", resume=True, progress=False)
+    ca, cb = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    a, b = ca["model"], cb["model"]
+    if method == "gap":  # GAP fine-tunes its text tower: its weights are part of the run
+        a, b = {**a, **ca["text_encoder_state"]}, {**b, **cb["text_encoder_state"]}
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
@@ -99,3 +104,33 @@ def test_pcle_class_subset_trains_and_samples_the_batch_classes(tmp_path):
     assert metrics["epochs"] == 2 and 0 <= metrics["top1"] <= 100
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(e["ranking"]) for e in log)
+
+
+def test_gap_fine_tunes_its_text_tower_and_pcle_its_context_at_its_own_lr(tmp_path):
+    from recognizer.method.text_encoder import build_text_encoder
+
+    over = tiny_overrides(tmp_path) + ["optim.epochs=1"]
+    cfg = resolve("synthetic", "gap", overrides=over)
+    assert not cfg.text.frozen and cfg.model.scale_mode == "linear" and not cfg.loss.after
+    train(cfg, tmp_path / "gap", progress=False)
+    tuned = load_checkpoint(tmp_path / "gap" / "checkpoint.pt")["text_encoder_state"]
+    fresh = build_text_encoder(cfg.text).state_dict()
+    assert any(not torch.equal(tuned[k], fresh[k]) for k in fresh)
+    frozen = resolve("synthetic", "gap", overrides=over + ["text.gap_frozen=true"])
+    assert frozen.text.frozen
+    pcle = resolve("synthetic", "pcle", overrides=over)
+    assert pcle.text.frozen and pcle.prompt.ctx_lr == 0.002
+
+
+def test_inference_rule_is_chosen_on_validation_only(tmp_path):
+    over = tiny_overrides(tmp_path, "tiny-clip") + ["data.val_fraction=0.2"]
+    metrics = train(resolve("synthetic", "pcle", overrides=over), tmp_path / "run", progress=False)
+    chosen = metrics["inference"]
+    assert chosen["chosen_on"] == "validation" and chosen["rule"] in ("logits", "fusion", "similarity")
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["inference"] == chosen
+    trained = load_trained(tmp_path / "run")
+    expected = [0.0 if chosen["rule"] == "similarity" else 1.0, chosen["weight"]]
+    assert trained.model.fusion.tolist() == pytest.approx(expected)
+    no_val = train(resolve("synthetic", "pcle", overrides=tiny_overrides(tmp_path, "tiny-clip")), tmp_path / "r2",
+                   progress=False)
+    assert no_val["inference"]["rule"] == "logits"  # never tuned on test

@@ -82,11 +82,12 @@ NTU25 = Layout(
          (22, 23), (23, 8), (24, 25), (25, 12)],
         25, root=20,
     ),
+    # GAP's joint-stream lists (Model_lst_4part): hips and legs share the hip joints 12 and 16.
     parts={
         "head": (2, 3, 20),
         "hands_arms": (4, 5, 6, 7, 8, 9, 10, 11, 21, 22, 23, 24),
-        "hips": (0, 1, 12, 16),
-        "legs_feet": (13, 14, 15, 17, 18, 19),
+        "hips": (0, 1, 2, 12, 16),
+        "legs_feet": (12, 13, 14, 15, 16, 17, 18, 19),
     },
     center=1,  # spine mid
     joint_names=(
@@ -105,13 +106,14 @@ UCLA20 = Layout(
          (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19)],
         20, root=2,
     ),
+    # GAP's joint-stream lists (Model_lst_4part_ucla): legs/feet include the hip joints 12 and 16.
     parts={
         "head": (2, 3),
         "hands_arms": (4, 5, 6, 7, 8, 9, 10, 11),
         "hips": (0, 1, 12, 16),
-        "legs_feet": (13, 14, 15, 17, 18, 19),
+        "legs_feet": (12, 13, 14, 15, 16, 17, 18, 19),
     },
-    center=1,  # spine
+    center=1,  # spine (GAP's UCLA feeder centres on joint index 1 of frame 0)
     joint_names=(
         "hip centre", "spine", "shoulder centre", "head", "left shoulder", "left elbow", "left wrist",
         "left hand", "right shoulder", "right elbow", "right wrist", "right hand", "left hip",

@@ -1,8 +1,10 @@
 """Skeleton-language interaction: the bridger and cross-modality attention.
 
-Bridger: a few learnable queries living in the text space attend over the skeleton tokens (the
-T' x V cells of the last CTR-GCN feature map, projected to D), then an MLP; the result is a small set
-of language-aware skeleton tokens whose mean is the bridged skeleton embedding.
+Bridger (language-aware, the default): the class text embeddings, projected, are the queries of a
+cross-attention over the skeleton tokens (the T' x V cells of the last CTR-GCN feature map, projected
+to D), followed by an MLP: one skeleton token per class, each pooled with that class's text in view.
+`model.bridger_mode=learned` swaps the text queries for a few learnable text-free queries (the
+ablation of "language-aware").
 
 Cross-modality attention: the bridged skeleton tokens attend to the C class text embeddings, and the
 class text embeddings attend to the skeleton tokens (two multi-head attention blocks with residuals
@@ -17,19 +19,27 @@ from torch import nn
 
 class Bridger(nn.Module):
     def __init__(self, skel_dim: int, dim: int, num_queries: int = 8, heads: int = 8, mlp_ratio: int = 2,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, queries: str = "text"):
         super().__init__()
+        if queries not in ("text", "learned"):
+            raise ValueError(f"model.bridger_mode must be text or learned, not '{queries}'")
+        self.mode = queries
         self.proj = nn.Linear(skel_dim, dim)
-        self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
+        if queries == "learned":
+            self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
+        else:
+            self.query_proj = nn.Linear(dim, dim)
         self.norm_q, self.norm_kv = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, mlp_ratio * dim), nn.GELU(),
                                  nn.Dropout(dropout), nn.Linear(mlp_ratio * dim, dim))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, N, C_skel) skeleton tokens -> (B, Q, D) language-aware skeleton tokens."""
+    def forward(self, tokens: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N, C_skel) skeleton tokens (+ (C, D) class text) -> (B, Q, D) language-aware skeleton tokens,
+        Q = C with text queries, else the number of learned queries."""
         kv = self.norm_kv(self.proj(tokens))  # (B, N, D)
-        q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)  # (B, Q, D)
+        q = self.queries if self.mode == "learned" else self.query_proj(text.to(kv.dtype))  # (Q, D)
+        q = q.unsqueeze(0).expand(tokens.shape[0], -1, -1)  # (B, Q, D)
         x = q + self.attn(self.norm_q(q), kv, kv, need_weights=False)[0]
         return x + self.mlp(x)
 

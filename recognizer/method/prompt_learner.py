@@ -16,7 +16,7 @@ from recognizer.method.text_encoder import TextEncoder
 
 class PromptLearner(nn.Module):
     def __init__(self, encoder: TextEncoder, class_names: list[str], n_ctx: int = 16,
-                 class_specific: bool = False, ctx_init: str = ""):
+                 class_specific: bool = False, ctx_init: str = "", generator: torch.Generator | None = None):
         super().__init__()
         emb = encoder.token_embedding()
         width = emb.weight.shape[1]
@@ -28,7 +28,7 @@ class PromptLearner(nn.Module):
         self.register_buffer("suffix", base[:, 1 + n_ctx :].clone(), persistent=False)  # (C, L-1-M, W)
         self.register_buffer("mask", mask, persistent=False)  # (C, L)
         n_cls = len(class_names)
-        ctx = torch.randn(n_cls if class_specific else 1, n_ctx, width) * 0.02
+        ctx = torch.randn(n_cls if class_specific else 1, n_ctx, width, generator=generator) * 0.02
         if ctx_init:
             init_ids = encoder.tokenizer(ctx_init, add_special_tokens=False)["input_ids"]
             if len(init_ids) > n_ctx:

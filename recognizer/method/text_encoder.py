@@ -33,7 +33,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 class TextConfig:
     encoder: str = "minilm"  # minilm | clip | bert | tiny-bert | tiny-clip | clip-b32-random
     path: str | None = None  # local checkpoint directory for clip / bert
-    frozen: bool = True
+    frozen: bool = True  # --method gap fine-tunes (GAP puts CLIP's text tower in its optimizer)
+    gap_frozen: bool = False  # keep the encoder frozen under --method gap too (the cheap path)
+    lr_ratio: float = 1.0  # fine-tuned encoder: lr = optim.lr * lr_ratio (GAP's te_lr_ratio, default 1)
     max_length: int = 77  # hard cap; batches are cut to their longest real prompt
     tiny_dim: int = 64  # width of the tiny test encoders
     seed: int = 0  # initialisation of random encoders
