@@ -227,9 +227,14 @@ def info_command(path: Path = typer.Argument(..., help="dataset folder or file")
         _fail(e)
 
 
-def native_problems(folder: Path) -> list[Problem]:
-    """Everything wrong with a native folder, including a full pass over the data."""
+def native_problems(folder: Path, prompts: Path | None = None) -> list[Problem]:
+    """Everything wrong with a native folder, including a full pass over the data.
+
+    `prompts` is the corpus to check the class names against (default: meta.json's "corpus").
+    """
+    from recognizer.datasets.checks import geometry_warnings
     from recognizer.datasets.native import (
+        centring,
         layout_from_meta,
         meta_problems,
         nonfinite_clips,
@@ -246,12 +251,15 @@ def native_problems(folder: Path) -> list[Problem]:
     except DatasetError as e:
         return [Problem("error", str(folder / META), str(e).split(": ", 1)[-1])]
     out = [p for p in meta_problems(meta, str(folder / META)) if p.level == "warning"]
-    corpus = resolve_corpus(meta, folder)
+    corpus = str(prompts) if prompts else resolve_corpus(meta, folder)
     if corpus:
         try:
             load_corpus(corpus, meta["class_names"])
         except CorpusError as e:
             out.append(Problem("error", corpus, f"does not match the class names: {e}"))
+    else:
+        out.append(Problem("warning", str(folder / META), "no prompt corpus: `pcle train` will need --prompts FILE "
+                           "(check one with `pcle data check PATH --prompts FILE`)"))
     for name in meta["splits"]:
         try:
             s = read_split(folder, name)
@@ -263,6 +271,10 @@ def native_problems(folder: Path) -> list[Problem]:
         if any(p.level == "error" for p in found):
             continue
         out += _data_problems(s, folder / f"{name}_data.npy", nonfinite_clips)
+        if not any(p.level == "error" for p in out):
+            centre = centring(meta, str(folder / META)) == "first-frame"
+            out += [Problem("warning", str(folder / f"{name}_data.npy"), msg)
+                    for msg in geometry_warnings(s.data, s.lengths, layout, centre, meta.get("coordinates"))]
         absent = np.flatnonzero(np.bincount(s.labels, minlength=len(meta["class_names"])) == 0)
         if len(absent) and len(s):
             out.append(Problem("warning", str(folder / name), f"{len(absent)} classes have no clip, e.g. "
@@ -315,15 +327,20 @@ def _raw_problems(path: Path, kind: str) -> list[Problem]:
 
 
 @app.command("check")
-def check_command(path: Path = typer.Argument(..., help="dataset folder or file")) -> None:
+def check_command(
+    path: Path = typer.Argument(..., help="dataset folder or file"),
+    prompts: Path = typer.Option(None, help="prompt corpus to check the class names against (default: meta.json's)"),
+) -> None:
     """List what is wrong with a dataset (exit 1 if anything is an error)."""
     try:
         kind = _kind(path)
+        if prompts is not None and not prompts.is_file():
+            raise DatasetError(f"{prompts}: --prompts corpus not found")
         if kind == "native":
-            problems = native_problems(path)
+            problems = native_problems(path, prompts)
         elif kind == "prepared":
             subs = sorted(sub for sub in path.iterdir() if (sub / META).is_file())
-            problems = [p for sub in subs for p in native_problems(sub)]
+            problems = [p for sub in subs for p in native_problems(sub, prompts)]
         elif kind == "npz":
             _open(path, kind)  # every check happens while reading
             problems = []
