@@ -48,6 +48,18 @@ def infer_dataset(root: str) -> str:
                      "(nw-ucla, ntu60-xsub, ntu60-xview, ntu120-xsub, ntu120-xset, native)")
 
 
+def dataset_named(config: Path | None, sets: list[str]) -> str | None:
+    """The dataset a --config file or a --set names, so that its preset (not synthetic's) is applied."""
+    from recognizer.config import parse_override, read_yaml
+
+    named = None
+    if config:
+        named = (read_yaml(config).get("data") or {}).get("dataset")
+    for item in sets:
+        named = (parse_override(item).get("data") or {}).get("dataset", named) if "=" in item else named
+    return named
+
+
 def check_corpus(cfg) -> None:
     """A native dataset without a corpus in meta.json needs --prompts: say so before anything is built."""
     if cfg.prompt.corpus or cfg.data.dataset != "native" or not cfg.data.root:
@@ -85,9 +97,8 @@ def train_command(
             overrides.append(f"prompt.corpus={prompts}")
         if epochs:
             overrides.append(f"optim.epochs={epochs}")
+        dataset = dataset or dataset_named(config, set_) or (infer_dataset(data_root) if data_root else None)
         cfg = resolve(dataset, method, str(config) if config else None, overrides)
-        if data_root and not dataset and cfg.data.dataset == "synthetic":  # synthetic data has no root
-            cfg = resolve(infer_dataset(data_root), method, str(config) if config else None, overrides)
         if not resume:
             check_corpus(cfg)
         run = out or Path("runs") / f"{cfg.data.dataset}-{cfg.method}"

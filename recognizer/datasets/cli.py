@@ -355,3 +355,97 @@ def check_command(
     console.print(f"{path}: {errors} errors, {len(problems) - errors} warnings")
     if errors:
         raise typer.Exit(1)
+
+
+# ---- layouts -------------------------------------------------------------------------------------
+
+def _layout_source(name: str) -> tuple:
+    """(layout, pose or None, title) for a shipped layout's name, a native folder or a JSON layout file."""
+    import json
+
+    from recognizer.datasets.layout_figure import pose_from_clip
+    from recognizer.datasets.native import layout_from_meta, read_meta, read_split
+    from recognizer.method.graph import LAYOUTS
+
+    if name in LAYOUTS:
+        return LAYOUTS[name], None, None
+    path = Path(name)
+    if path.is_dir():
+        meta = read_meta(path)
+        layout = layout_from_meta(meta["layout"], str(path / META))
+        pose = None
+        for split in meta["splits"]:
+            try:
+                s = read_split(path, split)
+            except DatasetError:
+                continue
+            if len(s) and s.data.ndim == 5 and s.data.shape[3] == layout.num_joints:
+                pose = pose_from_clip(s.data[0], int(s.lengths[0]))
+                title = f"{layout.name} ({layout.num_joints} joints), first {split} clip of {path.name}"
+                return layout, pose, title if pose is not None else None
+        return layout, None, None
+    if path.is_file():
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DatasetError(f"{path}: not readable JSON ({e})") from None
+        spec = spec.get("layout", spec) if isinstance(spec, dict) else spec
+        return layout_from_meta(spec, str(path)), None, None
+    raise DatasetError(f"{name}: not a shipped layout ({', '.join(sorted(LAYOUTS))}), a native dataset folder "
+                       "or a JSON file with a layout")
+
+
+@app.command("show-layout")
+def show_layout_command(
+    name: str = typer.Argument(..., help="ntu25 | ucla20 | coco17, a native dataset folder, or a layout JSON file"),
+    out: Path = typer.Option(None, help="PNG to draw: joints numbered, part groups coloured, centre joint ringed"),
+    rest_pose: bool = typer.Option(False, help="for a dataset folder: draw the rest pose, not its first clip"),
+) -> None:
+    """Joint order of a layout (index, name, parent, part group), and optionally a picture of it."""
+    from recognizer.datasets.layout_figure import draw_layout, joint_rows
+
+    try:
+        layout, pose, title = _layout_source(name)
+    except DatasetError as e:
+        _fail(e)
+    table = Table("#", "joint", "parent", "part group", title=f"layout {layout.name}: {layout.num_joints} joints, "
+                  f"centre joint {layout.center}")
+    for row in joint_rows(layout):
+        table.add_row(*row)
+    console.print(table)
+    if out is not None:
+        path = draw_layout(layout, out, None if rest_pose else pose, None if rest_pose else title)
+        console.print(f"wrote {path}")
+
+
+@app.command("import-text")
+def import_text_command(
+    src: Path = typer.Argument(..., help="folder SRC/<split>/<class name>/<clip>.txt (train/ and test/ at least)"),
+    out: Path = typer.Option(..., help="native output folder"),
+    layout: str = typer.Option(..., help="joint order: ntu25 | ucla20 | coco17, or a JSON file with a layout"),
+    per_line: str = typer.Option("frame", help="frame: one frame per line | joint: one joint per line"),
+    per_joint: int = typer.Option(3, help="numbers per joint in the file"),
+    channels: int = typer.Option(None, help="keep the first N numbers of each joint (default: all)"),
+    skip: int = typer.Option(0, help="header lines to drop at the top of each file"),
+    pattern: str = typer.Option("*.txt", help="file name pattern inside the class folders"),
+    classes: Path = typer.Option(None, help="file with one class name per line (default: the folder names, sorted)"),
+    centre: str = typer.Option("first-frame", help="first-frame (as the built-in datasets) | none"),
+    corpus: str = typer.Option(None, help="prompt corpus for these classes (written to meta.json)"),
+) -> None:
+    """Convert plain-text skeleton files (one frame or one joint per line) into the native format."""
+    from recognizer.datasets.base import CENTRINGS
+    from recognizer.datasets.text_import import import_text
+
+    try:
+        if centre not in CENTRINGS:
+            raise DatasetError(f"--centre {centre!r}: choose one of {', '.join(CENTRINGS)}")
+        lay, _, _ = _layout_source(layout)
+        names = None
+        if classes is not None:
+            if not classes.is_file():
+                raise DatasetError(f"{classes}: class list not found")
+            names = [n.strip() for n in classes.read_text(encoding="utf-8").splitlines() if n.strip()]
+        path = import_text(src, out, lay, per_line, per_joint, channels, skip, pattern, names, centre, corpus)
+        console.print(f"wrote {path}; check it with `pcle data check {path}`")
+    except DatasetError as e:
+        _fail(e)
