@@ -57,3 +57,28 @@ def load_checkpoint(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
         raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+
+
+def dataset_entries(bundle) -> dict:
+    """What a checkpoint stores about its dataset's clips: the layout (its name for older readers, and the
+    whole layout, so that a custom skeleton needs no meta.json at inference) and the centring the loader applied."""
+    from recognizer.method.graph import layout_to_dict
+
+    return {"layout": bundle.layout.name, "layout_spec": layout_to_dict(bundle.layout),
+            "centre": getattr(bundle, "centre", "none")}
+
+
+def checkpoint_layout(ckpt: dict, where: str | Path):
+    """The skeleton layout a checkpoint was trained on; older checkpoints name a shipped layout only."""
+    from recognizer.method.graph import get_layout, layout_from_spec
+
+    spec = ckpt.get("layout_spec")
+    try:
+        if spec is not None:
+            return layout_from_spec(spec)
+        return get_layout(ckpt["layout"])
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}" + ("" if spec is not None else
+                         " (an older checkpoint stores only the layout's name; retrain to store the layout)")) from None
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{where}: the checkpoint's layout is malformed ({e})") from None

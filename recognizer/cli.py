@@ -37,6 +37,41 @@ def results_table(title: str, rows: list[dict]) -> Table:
     return table
 
 
+def infer_dataset(root: str) -> str:
+    """`--data-root` without `--dataset`: a native folder says what it is (meta.json); anything else is refused."""
+    path = Path(root)
+    if (path / "meta.json").is_file():
+        return "native"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: --data-root not found")
+    raise ValueError(f"{path}: not a native dataset folder (no meta.json); say which dataset it is with --dataset "
+                     "(nw-ucla, ntu60-xsub, ntu60-xview, ntu120-xsub, ntu120-xset, native)")
+
+
+def dataset_named(config: Path | None, sets: list[str]) -> str | None:
+    """The dataset a --config file or a --set names, so that its preset (not synthetic's) is applied."""
+    from recognizer.config import parse_override, read_yaml
+
+    named = None
+    if config:
+        named = (read_yaml(config).get("data") or {}).get("dataset")
+    for item in sets:
+        named = (parse_override(item).get("data") or {}).get("dataset", named) if "=" in item else named
+    return named
+
+
+def check_corpus(cfg) -> None:
+    """A native dataset without a corpus in meta.json needs --prompts: say so before anything is built."""
+    if cfg.prompt.corpus or cfg.data.dataset != "native" or not cfg.data.root:
+        return
+    from recognizer.datasets.native import read_meta
+
+    meta = read_meta(cfg.data.root)
+    if not meta.get("corpus"):
+        raise ValueError(f"{Path(cfg.data.root) / 'meta.json'}: names no prompt corpus for its classes; give one "
+                         "with --prompts FILE (or \"corpus\" in meta.json, or --set prompt.corpus=FILE)")
+
+
 def train_command(
     dataset: str = typer.Option(None, help="synthetic | nw-ucla | ntu60-xsub | ... | native"),
     method: str = typer.Option(None, help="pcle | pcke | gap (default: pcle)"),
@@ -62,7 +97,10 @@ def train_command(
             overrides.append(f"prompt.corpus={prompts}")
         if epochs:
             overrides.append(f"optim.epochs={epochs}")
+        dataset = dataset or dataset_named(config, set_) or (infer_dataset(data_root) if data_root else None)
         cfg = resolve(dataset, method, str(config) if config else None, overrides)
+        if not resume:
+            check_corpus(cfg)
         run = out or Path("runs") / f"{cfg.data.dataset}-{cfg.method}"
         main = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
         if main:
@@ -178,6 +216,8 @@ def predict_command(
             for i, t in enumerate(r["top"], 1):
                 table.add_row(str(i), t["class"], f"{t['probability']:.3f}")
             console.print(table)
+            if "warning" in r:
+                console.print(f"[yellow]warning:[/yellow] {r['source']}: {r['warning']}", soft_wrap=True)
         if json_out:
             atomic_write_text(json_out, json.dumps(results, indent=1) + "\n")
             console.print(f"wrote {json_out}")

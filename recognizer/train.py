@@ -418,6 +418,8 @@ def _set_rng_state(state: dict) -> None:
 
 
 def checkpoint_state(model, opt, scaler, cfg: Config, parts: Parts, epoch: int, history: list) -> dict:
+    from recognizer.checkpoint import dataset_entries
+
     net = unwrap(model)
     return {
         "format": 1,
@@ -428,7 +430,7 @@ def checkpoint_state(model, opt, scaler, cfg: Config, parts: Parts, epoch: int, 
         "rng": _rng_state(),
         "config": to_yaml(cfg),
         "class_names": parts.bundle.class_names,
-        "layout": parts.bundle.layout.name,
+        **dataset_entries(parts.bundle),  # layout (whole) and centring: inference needs no dataset
         "text_encoder": parts.encoder.name,
         "text_dim": parts.encoder.dim,
         # a fine-tuned text tower (GAP) is part of the run's state; a frozen one is rebuilt from the config

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from recognizer.checkpoint import atomic_write_text, load_checkpoint
+from recognizer.checkpoint import atomic_write_text, checkpoint_layout, load_checkpoint
 from recognizer.config import Config, from_yaml_text
-from recognizer.datasets import build_dataset
-from recognizer.method.graph import get_layout
+from recognizer.datasets import DatasetBundle, build_dataset
+from recognizer.method.graph import Layout
 from recognizer.method.model import PromptedContrastiveModel
 
 
@@ -21,21 +21,35 @@ class Trained:
     cfg: Config
     class_names: list[str]
     meta: dict
+    layout: Layout  # the checkpoint's own skeleton (custom layouts included)
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> Trained:
     """A run folder or checkpoint file -> model in eval mode with its stored class text embeddings."""
     path = Path(path)
-    ckpt = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
+    file = path / "checkpoint.pt" if path.is_dir() else path
+    ckpt = load_checkpoint(file)
     cfg = from_yaml_text(ckpt["config"])
     c, _, _, m = ckpt["input_shape"]
-    model = PromptedContrastiveModel(cfg.model, get_layout(ckpt["layout"]), len(ckpt["class_names"]),
+    layout = checkpoint_layout(ckpt, file)
+    model = PromptedContrastiveModel(cfg.model, layout, len(ckpt["class_names"]),
                                      ckpt["text_dim"], in_channels=c, num_person=m)
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith("prompt_learner.")}
     model.load_state_dict(state)
     if not model.class_text.abs().sum():
         raise ValueError(f"{path}: the checkpoint holds no final class text embeddings (training did not finish)")
-    return Trained(model.to(device).eval(), cfg, list(ckpt["class_names"]), ckpt)
+    return Trained(model.to(device).eval(), cfg, list(ckpt["class_names"]), ckpt, layout)
+
+
+def dataset_of(trained: Trained, data_root: str | None = None) -> DatasetBundle:
+    """The run's dataset, refused when its skeleton is not the one the checkpoint was trained on."""
+    cfg = trained.cfg
+    bundle = build_dataset(cfg.data.dataset, data_root or cfg.data.root, **cfg.data.options)
+    if bundle.layout.parents != trained.layout.parents:
+        raise ValueError(f"{data_root or cfg.data.root}: the dataset's layout '{bundle.layout.name}' "
+                         f"({bundle.layout.num_joints} joints) differs from the checkpoint's '{trained.layout.name}' "
+                         f"({trained.layout.num_joints} joints)")
+    return bundle
 
 
 def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "cpu") -> dict:
@@ -45,9 +59,9 @@ def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "c
     run = Path(run)
     trained = load_trained(run, device)
     cfg = trained.cfg
-    bundle = build_dataset(cfg.data.dataset, data_root or cfg.data.root, **cfg.data.options)
+    bundle = dataset_of(trained, data_root)
     env = Env(torch.device(device), None)
-    loader = make_loader_for(bundle.test, bundle.layout, cfg, train=False, env=env)
+    loader = make_loader_for(bundle.test, trained.layout, cfg, train=False, env=env)
     scores, labels = predict(trained.model, loader, env, progress=True)
     write_scores(run, "test", scores, labels, bundle.test.names)
     result = {**accuracy_summary(scores, labels, bundle.class_names), "samples": int(len(labels))}

@@ -6,13 +6,16 @@ Accepted inputs, each preprocessed like the test split of the run:
   of actor 1 in its first frame), as `pcle data prepare-ntu` does;
 - NW-UCLA `.json` (`{"skeletons": [T][V][3], "label"?: 1-based}`): centred on the layout's centre
   joint of frame 0, as the NW-UCLA loader does;
-- a native-format dataset folder (`meta.json` + arrays): every clip of every split, taken as stored;
-- a `.npy` clip of shape (C, T, V, M) or (C, T, V): taken as stored (native clips are centred
-  already); trailing all-zero frames count as padding.
+- a native-format dataset folder (`meta.json` + arrays): every clip of every split;
+- a `.npy` clip of shape (C, T, V, M) or (C, T, V); trailing all-zero frames count as padding.
+
+Clips of the last two kinds are centred as the run's training clips were (the checkpoint's
+`centre`: "first-frame" subtracts the centre joint of frame 0, "none" takes them as stored); a clip
+that still sits far from the origin gets a warning (the model never saw such coordinates).
 
 Then: central crop (`data.clip.test_crop`) and resize to `data.clip.window`, the run's stream
 (`data.clip.stream`). A clip whose channels or joints differ from the checkpoint's `input_shape`
-or whose layout differs from the checkpoint's `layout`, or that holds more non-empty persons than
+or whose layout differs from the checkpoint's, or that holds more non-empty persons than
 the model takes, is refused with a message naming the file. Fewer persons are zero-padded (how
 single-actor NTU clips are stored) and empty extra persons are dropped.
 """
@@ -26,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recognizer.datasets.base import crop_resize, to_stream
-from recognizer.method.graph import Layout, get_layout
+from recognizer.datasets.base import centre_clip, crop_resize, to_stream
+from recognizer.datasets.checks import ORIGIN_RATIO_WARN, origin_ratio
+from recognizer.method.graph import NTU25, Layout
 
 
 class ClipError(ValueError):
@@ -38,8 +42,9 @@ class ClipError(ValueError):
 class Clip:
     source: str  # file (and split/index for a dataset folder)
     data: np.ndarray  # (C, L, V, M), unpadded
-    layout: str | None = None  # the layout the file declares, when it declares one
+    layout: Layout | None = None  # the layout the file declares, when it declares one
     label: str | None = None  # the true class, when the file says
+    stored: bool = False  # coordinates as stored (.npy, native): the run's centring applies
 
 
 def _valid_length(x: np.ndarray) -> int:
@@ -51,7 +56,7 @@ def _valid_length(x: np.ndarray) -> int:
 def read_ntu(path: Path) -> list[Clip]:
     from recognizer.datasets.ntu_raw import load_sequence
 
-    return [Clip(str(path), load_sequence(path), "ntu25")]
+    return [Clip(str(path), load_sequence(path), NTU25)]
 
 
 def read_ucla_json(path: Path, layout: Layout, class_names: list[str]) -> list[Clip]:
@@ -86,8 +91,10 @@ def read_npy(path: Path) -> list[Clip]:
     if x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
         raise ClipError(f"{path}: array of shape {x.shape} and dtype {x.dtype}; expected numbers shaped "
                         "(C, T, V, M) or (C, T, V)")
+    if x.size == 0:
+        raise ClipError(f"{path}: the clip is empty (shape {x.shape}: no frames, joints or channels)")
     x = x.astype(np.float32)
-    return [Clip(str(path), x[:, : _valid_length(x)])]
+    return [Clip(str(path), x[:, : _valid_length(x)], stored=True)]
 
 
 def read_native(folder: Path) -> list[Clip]:
@@ -103,7 +110,7 @@ def read_native(folder: Path) -> list[Clip]:
             name = s.names[i] if s.names else f"{split}[{i}]"
             lab = int(s.labels[i])
             clips.append(Clip(f"{folder}:{split}/{name}", np.asarray(s.data[i, :, : int(s.lengths[i])], np.float32),
-                              layout.name, names[lab] if 0 <= lab < len(names) else None))
+                              layout, names[lab] if 0 <= lab < len(names) else None, stored=True))
     return clips
 
 
@@ -131,9 +138,9 @@ def fit_layout(clip: Clip, input_shape: list[int], layout: Layout) -> np.ndarray
     x = clip.data
     got = f"{x.shape[0]} channels, {x.shape[2]} joints, {x.shape[3]} person(s)"
     want = f"{c} channels, {v} joints (layout '{layout.name}'), up to {m} person(s)"
-    if clip.layout is not None and clip.layout != layout.name:
-        raise ClipError(f"{clip.source}: the clip's layout is '{clip.layout}', the checkpoint expects '{layout.name}' "
-                        f"({want})")
+    if clip.layout is not None and clip.layout.parents != layout.parents:
+        raise ClipError(f"{clip.source}: the clip's layout is '{clip.layout.name}' ({clip.layout.num_joints} joints), "
+                        f"the checkpoint expects '{layout.name}' ({want})")
     if x.shape[0] != c or x.shape[2] != v:
         raise ClipError(f"{clip.source}: the clip has {got}; the checkpoint expects {want}")
     if x.shape[3] > m:
@@ -147,6 +154,20 @@ def fit_layout(clip: Clip, input_shape: list[int], layout: Layout) -> np.ndarray
     if not np.isfinite(x).all():
         raise ClipError(f"{clip.source}: the clip holds NaN or infinite values")
     return x
+
+
+def centred(x: np.ndarray, clip: Clip, centre: str, layout: Layout) -> np.ndarray:
+    """Centre a clip taken as stored the way the run's loader centred its clips."""
+    return centre_clip(x, layout.center) if clip.stored and centre == "first-frame" else x
+
+
+def origin_warning(x: np.ndarray) -> str | None:
+    """A note when the clip sits far from the origin: the model was trained on centred clips."""
+    r = origin_ratio(x)
+    if r is None or r <= ORIGIN_RATIO_WARN:
+        return None
+    return (f"the clip sits {r:.1f} body sizes from the origin: answers for uncentred clips are unreliable (centre "
+            "the clips: meta.json \"centre\": \"first-frame\", docs/datasets.md)")
 
 
 def preprocess(x: np.ndarray, cfg, layout: Layout) -> np.ndarray:
@@ -165,10 +186,13 @@ def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 
     if not files:
         raise ClipError("give at least one clip")
     trained = load_trained(checkpoint, device)
-    layout = get_layout(trained.meta["layout"])
+    layout = trained.layout
     shape = list(trained.meta["input_shape"])
+    centre = trained.meta.get("centre", "none")
     clips = [clip for f in files for clip in read_clips(f, layout, trained.class_names)]
-    inputs = [preprocess(fit_layout(clip, shape, layout), trained.cfg, layout) for clip in clips]
+    fitted = [centred(fit_layout(clip, shape, layout), clip, centre, layout) for clip in clips]
+    warnings = [origin_warning(x) for x in fitted]
+    inputs = [preprocess(x, trained.cfg, layout) for x in fitted]
     k = max(1, min(top_k, len(trained.class_names)))
     results = []
     for start in range(0, len(inputs), batch_size):
@@ -181,5 +205,7 @@ def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 
                                                    "probability": float(q)} for q, c in zip(p[j], idx[j])]}
             if clip.label is not None:
                 rec["true"] = clip.label
+            if warnings[start + j]:
+                rec["warning"] = warnings[start + j]
             results.append(rec)
     return results

@@ -44,6 +44,7 @@ class DatasetBundle:
     train: Split
     test: Split
     corpus: str | None = None  # default prompt corpus path for these classes
+    centre: str = "none"  # centring the loader applied to stored clips (CENTRINGS); inference repeats it
 
 
 @dataclass
@@ -214,3 +215,21 @@ class SkeletonDataset(Dataset):
             x = eval_clip(x, length, self.clip)
         x = to_stream(x, self.layout, self.clip.stream)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(self.split.labels[i]), i
+
+
+CENTRINGS = ("none", "first-frame")  # data.options.centre / meta.json "centre"
+
+
+def centre_clip(x: np.ndarray, joint: int, length: int | None = None, channels: int | None = None) -> np.ndarray:
+    """Subtract person 0's `joint` in the first frame from every non-empty frame of every person.
+
+    What the NTU and NW-UCLA loaders do (CTR-GCN's seq_transformation): x (C, T, V, M); padding and
+    empty persons stay zero; only the first `channels` channels (coordinates, not a score) move.
+    """
+    c = x.shape[0] if channels is None else min(channels, x.shape[0])
+    t = x.shape[1] if length is None else int(length)
+    out = np.array(x, dtype=np.float32)
+    present = np.any(out[:, :t] != 0, axis=(0, 2))  # (t, M)
+    origin = out[:c, 0, joint, 0]
+    out[:c, :t] -= origin[:, None, None, None] * present[None, :, None, :]
+    return out

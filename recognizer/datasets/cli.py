@@ -227,9 +227,14 @@ def info_command(path: Path = typer.Argument(..., help="dataset folder or file")
         _fail(e)
 
 
-def native_problems(folder: Path) -> list[Problem]:
-    """Everything wrong with a native folder, including a full pass over the data."""
+def native_problems(folder: Path, prompts: Path | None = None) -> list[Problem]:
+    """Everything wrong with a native folder, including a full pass over the data.
+
+    `prompts` is the corpus to check the class names against (default: meta.json's "corpus").
+    """
+    from recognizer.datasets.checks import geometry_warnings
     from recognizer.datasets.native import (
+        centring,
         layout_from_meta,
         meta_problems,
         nonfinite_clips,
@@ -246,12 +251,15 @@ def native_problems(folder: Path) -> list[Problem]:
     except DatasetError as e:
         return [Problem("error", str(folder / META), str(e).split(": ", 1)[-1])]
     out = [p for p in meta_problems(meta, str(folder / META)) if p.level == "warning"]
-    corpus = resolve_corpus(meta, folder)
+    corpus = str(prompts) if prompts else resolve_corpus(meta, folder)
     if corpus:
         try:
             load_corpus(corpus, meta["class_names"])
         except CorpusError as e:
             out.append(Problem("error", corpus, f"does not match the class names: {e}"))
+    else:
+        out.append(Problem("warning", str(folder / META), "no prompt corpus: `pcle train` will need --prompts FILE "
+                           "(check one with `pcle data check PATH --prompts FILE`)"))
     for name in meta["splits"]:
         try:
             s = read_split(folder, name)
@@ -263,6 +271,10 @@ def native_problems(folder: Path) -> list[Problem]:
         if any(p.level == "error" for p in found):
             continue
         out += _data_problems(s, folder / f"{name}_data.npy", nonfinite_clips)
+        if not any(p.level == "error" for p in out):
+            centre = centring(meta, str(folder / META)) == "first-frame"
+            out += [Problem("warning", str(folder / f"{name}_data.npy"), msg)
+                    for msg in geometry_warnings(s.data, s.lengths, layout, centre, meta.get("coordinates"))]
         absent = np.flatnonzero(np.bincount(s.labels, minlength=len(meta["class_names"])) == 0)
         if len(absent) and len(s):
             out.append(Problem("warning", str(folder / name), f"{len(absent)} classes have no clip, e.g. "
@@ -315,15 +327,20 @@ def _raw_problems(path: Path, kind: str) -> list[Problem]:
 
 
 @app.command("check")
-def check_command(path: Path = typer.Argument(..., help="dataset folder or file")) -> None:
+def check_command(
+    path: Path = typer.Argument(..., help="dataset folder or file"),
+    prompts: Path = typer.Option(None, help="prompt corpus to check the class names against (default: meta.json's)"),
+) -> None:
     """List what is wrong with a dataset (exit 1 if anything is an error)."""
     try:
         kind = _kind(path)
+        if prompts is not None and not prompts.is_file():
+            raise DatasetError(f"{prompts}: --prompts corpus not found")
         if kind == "native":
-            problems = native_problems(path)
+            problems = native_problems(path, prompts)
         elif kind == "prepared":
             subs = sorted(sub for sub in path.iterdir() if (sub / META).is_file())
-            problems = [p for sub in subs for p in native_problems(sub)]
+            problems = [p for sub in subs for p in native_problems(sub, prompts)]
         elif kind == "npz":
             _open(path, kind)  # every check happens while reading
             problems = []
@@ -338,3 +355,97 @@ def check_command(path: Path = typer.Argument(..., help="dataset folder or file"
     console.print(f"{path}: {errors} errors, {len(problems) - errors} warnings")
     if errors:
         raise typer.Exit(1)
+
+
+# ---- layouts -------------------------------------------------------------------------------------
+
+def _layout_source(name: str) -> tuple:
+    """(layout, pose or None, title) for a shipped layout's name, a native folder or a JSON layout file."""
+    import json
+
+    from recognizer.datasets.layout_figure import pose_from_clip
+    from recognizer.datasets.native import layout_from_meta, read_meta, read_split
+    from recognizer.method.graph import LAYOUTS
+
+    if name in LAYOUTS:
+        return LAYOUTS[name], None, None
+    path = Path(name)
+    if path.is_dir():
+        meta = read_meta(path)
+        layout = layout_from_meta(meta["layout"], str(path / META))
+        pose = None
+        for split in meta["splits"]:
+            try:
+                s = read_split(path, split)
+            except DatasetError:
+                continue
+            if len(s) and s.data.ndim == 5 and s.data.shape[3] == layout.num_joints:
+                pose = pose_from_clip(s.data[0], int(s.lengths[0]))
+                title = f"{layout.name} ({layout.num_joints} joints), first {split} clip of {path.name}"
+                return layout, pose, title if pose is not None else None
+        return layout, None, None
+    if path.is_file():
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DatasetError(f"{path}: not readable JSON ({e})") from None
+        spec = spec.get("layout", spec) if isinstance(spec, dict) else spec
+        return layout_from_meta(spec, str(path)), None, None
+    raise DatasetError(f"{name}: not a shipped layout ({', '.join(sorted(LAYOUTS))}), a native dataset folder "
+                       "or a JSON file with a layout")
+
+
+@app.command("show-layout")
+def show_layout_command(
+    name: str = typer.Argument(..., help="ntu25 | ucla20 | coco17, a native dataset folder, or a layout JSON file"),
+    out: Path = typer.Option(None, help="PNG to draw: joints numbered, part groups coloured, centre joint ringed"),
+    rest_pose: bool = typer.Option(False, help="for a dataset folder: draw the rest pose, not its first clip"),
+) -> None:
+    """Joint order of a layout (index, name, parent, part group), and optionally a picture of it."""
+    from recognizer.datasets.layout_figure import draw_layout, joint_rows
+
+    try:
+        layout, pose, title = _layout_source(name)
+    except DatasetError as e:
+        _fail(e)
+    table = Table("#", "joint", "parent", "part group", title=f"layout {layout.name}: {layout.num_joints} joints, "
+                  f"centre joint {layout.center}")
+    for row in joint_rows(layout):
+        table.add_row(*row)
+    console.print(table)
+    if out is not None:
+        path = draw_layout(layout, out, None if rest_pose else pose, None if rest_pose else title)
+        console.print(f"wrote {path}")
+
+
+@app.command("import-text")
+def import_text_command(
+    src: Path = typer.Argument(..., help="folder SRC/<split>/<class name>/<clip>.txt (train/ and test/ at least)"),
+    out: Path = typer.Option(..., help="native output folder"),
+    layout: str = typer.Option(..., help="joint order: ntu25 | ucla20 | coco17, or a JSON file with a layout"),
+    per_line: str = typer.Option("frame", help="frame: one frame per line | joint: one joint per line"),
+    per_joint: int = typer.Option(3, help="numbers per joint in the file"),
+    channels: int = typer.Option(None, help="keep the first N numbers of each joint (default: all)"),
+    skip: int = typer.Option(0, help="header lines to drop at the top of each file"),
+    pattern: str = typer.Option("*.txt", help="file name pattern inside the class folders"),
+    classes: Path = typer.Option(None, help="file with one class name per line (default: the folder names, sorted)"),
+    centre: str = typer.Option("first-frame", help="first-frame (as the built-in datasets) | none"),
+    corpus: str = typer.Option(None, help="prompt corpus for these classes (written to meta.json)"),
+) -> None:
+    """Convert plain-text skeleton files (one frame or one joint per line) into the native format."""
+    from recognizer.datasets.base import CENTRINGS
+    from recognizer.datasets.text_import import import_text
+
+    try:
+        if centre not in CENTRINGS:
+            raise DatasetError(f"--centre {centre!r}: choose one of {', '.join(CENTRINGS)}")
+        lay, _, _ = _layout_source(layout)
+        names = None
+        if classes is not None:
+            if not classes.is_file():
+                raise DatasetError(f"{classes}: class list not found")
+            names = [n.strip() for n in classes.read_text(encoding="utf-8").splitlines() if n.strip()]
+        path = import_text(src, out, lay, per_line, per_joint, channels, skip, pattern, names, centre, corpus)
+        console.print(f"wrote {path}; check it with `pcle data check {path}`")
+    except DatasetError as e:
+        _fail(e)

@@ -9,8 +9,9 @@
 
 meta.json: {"format": "pcle-skeleton", "version": 1, "name": str, "class_names": [str],
 "layout": "ntu25" | "ucla20" | "coco17" | {"name", "edges": [[a, b], ...], "center", "parts":
-{"head": [...], "hands_arms": [...], "hips": [...], "legs_feet": [...]}, "root"?, "joint_names"?},
-"splits": ["train", "test", ...], "corpus"?: path (relative to the folder), "source"?: {...}}.
+{"head": [...], "hands_arms": [...], "hips": [...], "legs_feet": [...]}, "root"?, "joint_names"?,
+"num_joints"?}, "splits": ["train", "test", ...], "corpus"?: path (relative to the folder),
+"centre"?: "none" | "first-frame", "coordinates"?: int, "source"?: {...}}.
 Spec and a worked example: docs/datasets.md. meta.json is written last, so a folder with it is
 complete; every file is written to a temporary name and moved into place.
 """
@@ -25,8 +26,8 @@ import numpy as np
 
 from recognizer.checkpoint import atomic_save_array, atomic_write_text
 from recognizer.datasets import DatasetError, register
-from recognizer.datasets.base import DatasetBundle, Split
-from recognizer.method.graph import LAYOUTS, Layout, get_layout, layout_from_edges
+from recognizer.datasets.base import CENTRINGS, DatasetBundle, Split, centre_clip
+from recognizer.method.graph import LAYOUTS, Layout, layout_from_spec, layout_to_dict
 
 FORMAT = "pcle-skeleton"
 VERSION = 1
@@ -64,32 +65,28 @@ def layout_to_meta(layout: Layout) -> str | dict:
     """Named layouts by name; anything else as an edge list with part groups."""
     if LAYOUTS.get(layout.name) == layout:
         return layout.name
-    return {"name": layout.name, "edges": [list(e) for e in layout.inward], "center": layout.center,
-            "root": next(j for j, p in enumerate(layout.parents) if j == p),
-            "parts": {k: list(v) for k, v in layout.parts.items()}, "joint_names": list(layout.joint_names)}
+    return layout_to_dict(layout)
 
 
 def layout_from_meta(spec: object, where: str) -> Layout:
+    if not isinstance(spec, (str, dict)):
+        raise NativeFormatError(f"{where}: 'layout' must be a layout name or an object with edges and parts")
     try:
-        if isinstance(spec, str):
-            return get_layout(spec)
-        if isinstance(spec, dict):
-            return layout_from_edges(
-                name=str(spec.get("name", "custom")), edges=spec["edges"], parts=spec["parts"],
-                center=spec.get("center", 0), root=spec.get("root"), joint_names=spec.get("joint_names", ()))
+        return layout_from_spec(spec)
     except (KeyError, TypeError, ValueError) as e:
         raise NativeFormatError(f"{where}: bad 'layout': {e}") from None
-    raise NativeFormatError(f"{where}: 'layout' must be a layout name or an object with edges and parts")
 
 
 # ---- writing -------------------------------------------------------------------------------------
 
 def make_meta(name: str, class_names: list[str], layout: Layout, splits: list[str],
-              corpus: str | None = None, source: dict | None = None) -> dict:
+              corpus: str | None = None, source: dict | None = None, centre: str | None = None) -> dict:
     meta = {"format": FORMAT, "version": VERSION, "name": name, "class_names": list(class_names),
             "layout": layout_to_meta(layout), "splits": list(splits)}
     if corpus:
         meta["corpus"] = corpus
+    if centre:
+        meta["centre"] = centre
     if source:
         meta["source"] = source
     return meta
@@ -147,6 +144,11 @@ def meta_problems(meta: object, where: str) -> list[Problem]:
         out.append(Problem("error", where, "'splits' must be a non-empty list of names ('train', 'test')"))
     if "layout" not in meta:
         out.append(Problem("error", where, "'layout' is missing"))
+    if meta.get("centre", "none") not in CENTRINGS:
+        out.append(Problem("error", where, f"'centre' must be one of {', '.join(CENTRINGS)}"))
+    coords = meta.get("coordinates")
+    if coords is not None and (not isinstance(coords, int) or isinstance(coords, bool) or coords < 1):
+        out.append(Problem("error", where, "'coordinates' must be a positive integer (channels that are coordinates)"))
     return out
 
 
@@ -243,13 +245,32 @@ def resolve_corpus(meta: dict, folder: Path) -> str | None:
     return str(path if path.is_absolute() else (folder / path).resolve())
 
 
+def centring(meta: dict, where: str, override: str | None = None) -> str:
+    """The centring to apply: the config's `data.options.centre`, else meta.json's "centre", else none."""
+    centre = override if override is not None else meta.get("centre", "none")
+    if centre not in CENTRINGS:
+        raise NativeFormatError(f"{where}: centre {centre!r} is not one of {', '.join(CENTRINGS)}")
+    return centre
+
+
+def centre_split(split: Split, layout: Layout, channels: int | None = None) -> Split:
+    """A centred in-memory copy (the centring of the built-in datasets: centre joint, first frame)."""
+    data = np.empty(split.data.shape, dtype=np.float32)
+    for i in range(len(split)):
+        data[i] = centre_clip(split.data[i], layout.center, int(split.lengths[i]), channels)
+    return Split(data, split.labels, split.lengths, split.names)
+
+
 @register("native")
 def build(root: str | None = None, train_split: str = "train", test_split: str = "test",
-          verify: bool | str = "auto") -> DatasetBundle:
-    """Any dataset in the native format (docs/datasets.md)."""
+          verify: bool | str = "auto", centre: str | None = None) -> DatasetBundle:
+    """Any dataset in the native format (docs/datasets.md); `centre` overrides meta.json's "centre"."""
     if not root:
         raise NativeFormatError("the native dataset needs a folder (pass --data-root DIR)")
     folder = Path(root)
     meta, layout, splits = load_native(folder, [train_split, test_split], verify=verify)
+    how = centring(meta, str(folder / META), centre)
+    if how == "first-frame":  # in memory: meant for small datasets; centre large ones when writing them
+        splits = {k: centre_split(v, layout, meta.get("coordinates")) for k, v in splits.items()}
     return DatasetBundle(meta.get("name", folder.name), list(meta["class_names"]), layout,
-                         splits[train_split], splits[test_split], resolve_corpus(meta, folder))
+                         splits[train_split], splits[test_split], resolve_corpus(meta, folder), how)

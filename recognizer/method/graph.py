@@ -186,3 +186,27 @@ def get_layout(name: str) -> Layout:
     if name not in LAYOUTS:
         raise ValueError(f"unknown skeleton layout '{name}' (known: {', '.join(sorted(LAYOUTS))})")
     return LAYOUTS[name]
+
+
+def layout_to_dict(layout: Layout) -> dict:
+    """The whole layout as plain JSON data (what meta.json and checkpoints store for custom skeletons)."""
+    return {"name": layout.name, "edges": [list(e) for e in layout.inward], "center": layout.center,
+            "root": next(j for j, p in enumerate(layout.parents) if j == p),
+            "parts": {k: list(v) for k, v in layout.parts.items()}, "joint_names": list(layout.joint_names),
+            "num_joints": layout.num_joints}
+
+
+def layout_from_dict(spec: dict) -> Layout:
+    """Inverse of `layout_to_dict`; parents come back identical (a tree has one parent per joint given its root)."""
+    return layout_from_edges(name=str(spec.get("name", "custom")), edges=spec["edges"], parts=spec["parts"],
+                             center=spec.get("center", 0), root=spec.get("root"),
+                             joint_names=spec.get("joint_names", ()), num_joints=spec.get("num_joints"))
+
+
+def layout_from_spec(spec: str | dict) -> Layout:
+    """A shipped layout's name or a layout dict -> Layout (ValueError/KeyError/TypeError when malformed)."""
+    if isinstance(spec, str):
+        return get_layout(spec)
+    if isinstance(spec, dict):
+        return layout_from_dict(spec)
+    raise TypeError(f"a layout is a name or an object with edges and parts, not {type(spec).__name__}")
