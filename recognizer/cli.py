@@ -90,7 +90,7 @@ def train_command(
             cfg, _ = resumed_config(run, epochs)
         else:
             for line in method_overrides(list(set_), cfg):
-                say(f"[yellow]warning:[/yellow] {line}", highlight=False)
+                say(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
             cfg = with_data_root(cfg)
             check_config(cfg)
         if print_config:
@@ -202,8 +202,14 @@ def predict_command(
     from recognizer.analysis.predict import predict_files
     from recognizer.checkpoint import atomic_write_text
 
+    failed: list[str] = []
+
+    def report(message: str) -> None:
+        failed.append(message)
+        console.print(f"[red]skipped:[/red] {message}", highlight=False, soft_wrap=True)
+
     with clean_errors():
-        results = predict_files(checkpoint, [str(f) for f in files], top_k, device)
+        results = predict_files(checkpoint, [str(f) for f in files], top_k, device, on_error=report)
         for r in results:
             table = Table(title=r["source"] + (f"  (true: {r['true']})" if "true" in r else ""), title_justify="left")
             table.add_column("#", justify="right")
@@ -215,6 +221,9 @@ def predict_command(
         if json_out:
             atomic_write_text(json_out, json.dumps(results, indent=1) + "\n")
             console.print(f"wrote {json_out}")
+    if failed:  # 2: nothing could be predicted (bad input); 1: some clips were skipped
+        console.print(f"{len(failed)} clip(s) skipped, {len(results)} predicted")
+        raise typer.Exit(2 if not results else 1)
 
 
 def runs_command(

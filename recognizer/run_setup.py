@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from pathlib import Path
 
 import torch
@@ -59,6 +60,25 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction}: must be in [0, 1)")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout={cfg.model.dropout}: must be in [0, 1)")
+    _check_dataset_options(cfg.data.dataset, cfg.data.options)
+
+
+def _check_dataset_options(dataset: str, options: dict) -> None:
+    """`data.options` must name parameters of the dataset's builder (a typo would be a TypeError deep inside)."""
+    from recognizer.datasets import BUILDERS, MODULES
+
+    if dataset not in BUILDERS and dataset in MODULES:
+        importlib.import_module(MODULES[dataset])
+    if dataset not in BUILDERS:
+        return  # build_dataset reports the unknown dataset
+    params = inspect.signature(BUILDERS[dataset]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    bad = [k for k in options if k not in params or k == "root"]
+    if bad:
+        known = ", ".join(k for k in params if k != "root")
+        raise ConfigError(f"data.options: '{dataset}' has no option {', '.join(map(repr, bad))} (known: {known}); "
+                          "write mappings as {key: value}, with a space after the colon")
 
 
 def default_root(dataset: str) -> str | None:

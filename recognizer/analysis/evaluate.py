@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from recognizer.checkpoint import atomic_write_text, load_checkpoint
 from recognizer.config import Config, from_yaml_text
 from recognizer.datasets import build_dataset
@@ -25,6 +23,9 @@ class Trained:
 
 def load_trained(path: str | Path, device: str = "cpu") -> Trained:
     """A run folder or checkpoint file -> model in eval mode with its stored class text embeddings."""
+    from recognizer.run_setup import resolve_device
+
+    device = str(resolve_device(device))  # a one-line error for cuda on a CPU-only torch
     path = Path(path)
     ckpt = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
     cfg = from_yaml_text(ckpt["config"])
@@ -46,7 +47,7 @@ def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "c
     trained = load_trained(run, device)
     cfg = trained.cfg
     bundle = build_dataset(cfg.data.dataset, data_root or cfg.data.root, **cfg.data.options)
-    env = Env(torch.device(device), None)
+    env = Env(next(trained.model.parameters()).device, None)
     loader = make_loader_for(bundle.test, bundle.layout, cfg, train=False, env=env)
     scores, labels = predict(trained.model, loader, env, progress=True)
     write_scores(run, "test", scores, labels, bundle.test.names)

@@ -156,19 +156,45 @@ def preprocess(x: np.ndarray, cfg, layout: Layout) -> np.ndarray:
     return np.ascontiguousarray(to_stream(x, layout, clip.stream), dtype=np.float32)
 
 
+def _read_all(files: list[str | Path], trained, layout: Layout, on_error) -> tuple[list[Clip], list[np.ndarray]]:
+    """The clips that fit the checkpoint, preprocessed; a bad one goes to `on_error` (or raises without one)."""
+    shape = list(trained.meta["input_shape"])
+    clips, inputs = [], []
+    for f in files:
+        try:
+            found = read_clips(f, layout, trained.class_names)
+        except ClipError as e:
+            if on_error is None:
+                raise
+            on_error(str(e))
+            continue
+        for clip in found:
+            try:
+                inputs.append(preprocess(fit_layout(clip, shape, layout), trained.cfg, layout))
+            except ClipError as e:
+                if on_error is None:
+                    raise
+                on_error(str(e))
+                continue
+            clips.append(clip)
+    return clips, inputs
+
+
 @torch.no_grad()
 def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 5, device: str = "cpu",
-                  batch_size: int = 32) -> list[dict]:
-    """One record per clip: source, true class (when known) and the top-k classes with probabilities."""
+                  batch_size: int = 32, on_error=None) -> list[dict]:
+    """One record per clip: source, true class (when known) and the top-k classes with probabilities.
+
+    `on_error(message)`, when given, receives each clip that cannot be read or does not fit, and the
+    others are still predicted (a batch of files is not lost to one bad clip); without it, ClipError.
+    """
     from recognizer.analysis.evaluate import load_trained
 
     if not files:
         raise ClipError("give at least one clip")
     trained = load_trained(checkpoint, device)
     layout = get_layout(trained.meta["layout"])
-    shape = list(trained.meta["input_shape"])
-    clips = [clip for f in files for clip in read_clips(f, layout, trained.class_names)]
-    inputs = [preprocess(fit_layout(clip, shape, layout), trained.cfg, layout) for clip in clips]
+    clips, inputs = _read_all(files, trained, layout, on_error)
     k = max(1, min(top_k, len(trained.class_names)))
     results = []
     for start in range(0, len(inputs), batch_size):
