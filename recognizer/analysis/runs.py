@@ -9,6 +9,7 @@ bookkeeping keys that do not change results, `IGNORED`) form one row: its top-1/
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -74,8 +75,29 @@ def read_run(path: Path) -> RunInfo:
     return RunInfo(path, flatten(config) if isinstance(config, dict) else {}, metrics)
 
 
+def comparable(config: dict) -> dict:
+    """A flattened config without the keys that never change a result."""
+    return {k: v for k, v in config.items() if k not in IGNORED}
+
+
+def config_hash(cfg) -> str:
+    """SHA-256 (first 16 hex digits) of a resolved Config without bookkeeping keys: same hash, same experiment."""
+    from recognizer.config import to_dict
+
+    text = json.dumps(comparable(flatten(to_dict(cfg))), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_differences(old, new) -> str:
+    """'key: old -> new, ...' between two resolved Configs (bookkeeping keys left out)."""
+    from recognizer.config import to_dict
+
+    a, b = comparable(flatten(to_dict(old))), comparable(flatten(to_dict(new)))
+    return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+
 def _key(run: RunInfo) -> str:
-    return json.dumps({k: v for k, v in run.config.items() if k not in IGNORED}, sort_keys=True, default=str)
+    return json.dumps(comparable(run.config), sort_keys=True, default=str)
 
 
 def group_runs(runs: list[RunInfo]) -> list[list[RunInfo]]:
