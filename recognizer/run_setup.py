@@ -144,9 +144,10 @@ def method_overrides(overrides: list[str], cfg: Config) -> list[str]:
     from recognizer.config import parse_override, to_dict
 
     final = to_dict(cfg)
+    last = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}  # a later --set wins
     found = []
-    for item in overrides:
-        key, value = item.split("=", 1)[0].strip(), parse_override(item)
+    for key, item in last.items():
+        value = parse_override(item)
         path = key.split(".")
         if path[:2] == ["data", "dataset"] or path[:1] == ["method"]:
             continue  # --dataset / --method are meant to win over these
