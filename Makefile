@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
+# Where torch comes from. Empty: the package index (PyPI), whose Linux x86_64 wheel is a CUDA build.
+# CPU-only machine: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu (small, no CUDA libraries).
+# A given CUDA version: TORCH_INDEX=https://download.pytorch.org/whl/cu128 (any index torch publishes).
+TORCH_INDEX ?=
 
 # Training knobs (override on the command line: make train METHOD=pcke DATASET=nw-ucla)
 METHOD  ?= pcle
@@ -28,7 +32,7 @@ export TOKENIZERS_PARALLELISM := false
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 

@@ -5,6 +5,7 @@
     pcle tsne runs/nw-ucla-gap runs/nw-ucla-pcle    # t-SNE figure (paper Fig. 2) with silhouette scores
     pcle ablate --dataset nw-ucla --out runs/ablate # the ablation grid, Markdown + CSV table
     pcle predict runs/nw-ucla-pcle clip.json        # top-k classes for new clips
+    pcle runs runs/                                 # compare run folders side by side
     pcle prompts generate --dataset nw-ucla         # stage 1: LLM-written prompt corpora
     pcle data info PATH                             # datasets
 """
@@ -25,6 +26,7 @@ from recognizer.cli import (  # noqa: E402
     ablate_command,
     evaluate_command,
     predict_command,
+    runs_command,
     train_command,
     tsne_command,
 )
@@ -38,8 +40,26 @@ app.command("ensemble")(ensemble_cli)
 app.command("tsne")(tsne_command)
 app.command("ablate")(ablate_command)
 app.command("predict")(predict_command)
+app.command("runs")(runs_command)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"pcle {version('pcle')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("pcle (not installed: version unknown)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                               help="print the version and exit")) -> None:
+    """PCKE / PCLE: language-guided skeleton action recognition."""
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,16 +16,27 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError
 
 
 @contextmanager
-def clean_errors():
-    """Bad input ends with a one-line message and exit code 2, never a traceback."""
+def clean_errors(interrupted: Callable[[], str] = lambda: "interrupted"):
+    """Bad input ends with a one-line message and exit code 2, never a traceback.
+
+    `interrupted` says, at the moment of a Ctrl-C, what was kept (it looks at the run folder then).
+    """
     try:
         yield
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted: the last finished epoch is in checkpoint.pt; rerun with --resume")
+        console.print(f"[yellow]{interrupted()}", highlight=False)
         raise typer.Exit(130) from None
     except USER_ERRORS as e:
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def interrupted_run(run: Path) -> str:
+    """The Ctrl-C message of a training run: resumable only when a checkpoint exists."""
+    if (Path(run) / "checkpoint.pt").is_file():
+        return f"interrupted: the last finished epoch is in {run}/checkpoint.pt; continue with --resume --out {run}"
+    return (f"interrupted before the first epoch finished: there is no checkpoint to resume; delete {run} "
+            "or choose another --out to start again")
 
 
 def results_table(title: str, rows: list[dict]) -> Table:
@@ -78,34 +90,55 @@ def train_command(
     config: Path = typer.Option(None, help="YAML config applied over the dataset preset"),
     data_root: str = typer.Option(None, help="dataset location (file or folder)"),
     prompts: str = typer.Option(None, help="prompt corpus JSONL (default: the dataset's curated corpus)"),
-    epochs: int = typer.Option(None, help="override optim.epochs"),
+    epochs: int = typer.Option(None, help="override optim.epochs; with --resume: extend the run to this many epochs"),
     out: Path = typer.Option(None, help="run folder (default runs/<dataset>-<method>)"),
     set_: list[str] = typer.Option([], "--set", help="override any config key, e.g. --set optim.lr=0.05"),
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
     stop_after: int = typer.Option(None, help="stop after this many epochs (resume later with --resume)"),
-    progress: bool = typer.Option(True, help="show progress bars"),
+    progress: bool = typer.Option(True, help="show progress bars (on interactive terminals)"),
+    print_config: bool = typer.Option(False, "--print-config", help="print the resolved config and exit"),
 ) -> None:
-    """Train a recognizer; writes a run folder (config, log, checkpoint, metrics, scores)."""
-    from recognizer.config import resolve
+    """Train a recognizer; writes a run folder (config, log, checkpoint, metrics, scores, provenance)."""
+    from recognizer.config import resolve, to_yaml
+    from recognizer.run_log import quiet_library_bars
+    from recognizer.run_setup import check_config, method_overrides, resumed_config, with_data_root
     from recognizer.train import train
 
-    with clean_errors():
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
+    say = console.print if main else (lambda *a, **k: None)
+    run = out
+    with clean_errors(lambda: interrupted_run(run)):
         overrides = list(set_)
         if data_root:
             overrides.append(f"data.root={data_root}")
         if prompts:
             overrides.append(f"prompt.corpus={prompts}")
-        if epochs:
+        if epochs is not None:
             overrides.append(f"optim.epochs={epochs}")
         dataset = dataset or dataset_named(config, set_) or (infer_dataset(data_root) if data_root else None)
         cfg = resolve(dataset, method, str(config) if config else None, overrides)
         if not resume:
             check_corpus(cfg)
         run = out or Path("runs") / f"{cfg.data.dataset}-{cfg.method}"
-        main = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
-        if main:
-            console.print(f"training [bold]{cfg.method}[/bold] on [bold]{cfg.data.dataset}[/bold] -> {run}")
-        metrics = train(cfg, run, resume=resume, stop_after=stop_after, progress=progress)
+        if resume:  # the run's own config governs it; only --epochs (extend) may change it
+            ignored = [n for n, v in (("--dataset", dataset), ("--method", method), ("--config", config),
+                                      ("--data-root", data_root), ("--prompts", prompts), ("--set", set_)) if v]
+            if ignored:
+                say(f"[yellow]warning:[/yellow] --resume uses the run's own config; ignoring {', '.join(ignored)}")
+            cfg, _ = resumed_config(run, epochs)
+        else:
+            for line in method_overrides(list(set_), cfg):
+                say(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
+            cfg = with_data_root(cfg)
+            check_config(cfg)
+        if print_config:
+            typer.echo(to_yaml(cfg), nl=False)
+            return
+        if not progress or not console.is_terminal:
+            quiet_library_bars()
+        say(f"training [bold]{cfg.method}[/bold] on [bold]{cfg.data.dataset}[/bold] -> {run}")
+        metrics = train(cfg, run, resume=resume, stop_after=stop_after, progress=progress,
+                        extend_to=epochs if resume else None)
         if not main:
             return
         if metrics.get("stopped"):
@@ -186,7 +219,8 @@ def ablate_command(
     """Run the ablation grid (GAP, PCKE, PCLE and PCLE without each part, context 4/8/16); resumes."""
     from recognizer.analysis.ablate import parse_seeds, run_grid
 
-    with clean_errors():
+    with clean_errors(lambda: "interrupted: finished runs are kept and the current one resumes from its last "
+                              "epoch; rerun the same command to continue"):
         records = run_grid(out, dataset, str(config) if config else None, parse_seeds(seeds), epochs, list(set_),
                            only, progress, log=console.print)
         console.print((out / "ablation.md").read_text(), markup=False)
@@ -206,8 +240,14 @@ def predict_command(
     from recognizer.analysis.predict import predict_files
     from recognizer.checkpoint import atomic_write_text
 
+    failed: list[str] = []
+
+    def report(message: str) -> None:
+        failed.append(message)
+        console.print(f"[red]skipped:[/red] {message}", highlight=False, soft_wrap=True)
+
     with clean_errors():
-        results = predict_files(checkpoint, [str(f) for f in files], top_k, device)
+        results = predict_files(checkpoint, [str(f) for f in files], top_k, device, on_error=report)
         for r in results:
             table = Table(title=r["source"] + (f"  (true: {r['true']})" if "true" in r else ""), title_justify="left")
             table.add_column("#", justify="right")
@@ -221,3 +261,31 @@ def predict_command(
         if json_out:
             atomic_write_text(json_out, json.dumps(results, indent=1) + "\n")
             console.print(f"wrote {json_out}")
+    if failed:  # 2: nothing could be predicted (bad input); 1: some clips were skipped
+        console.print(f"{len(failed)} clip(s) skipped, {len(results)} predicted")
+        raise typer.Exit(2 if not results else 1)
+
+
+def runs_command(
+    runs: list[Path] = typer.Argument(..., help="run folders, or folders searched for them (e.g. an ablation grid)"),
+    sort: str = typer.Option(None, help="sort rows by run|method|dataset|stream|epochs|top1|top5|samples|seeds"),
+    csv_out: bool = typer.Option(False, "--csv", help="print CSV instead of a table"),
+    markdown: bool = typer.Option(False, "--markdown", help="print a Markdown table"),
+) -> None:
+    """Compare runs side by side: top-1/top-5 (mean ± std over seeds), speed, config differences."""
+    from recognizer.analysis.runs import COLUMNS, compare_runs, display_row, to_csv, to_markdown
+
+    with clean_errors():
+        if csv_out and markdown:
+            raise ValueError("give --csv or --markdown, not both")
+        rows = compare_runs([str(r) for r in runs], sort)
+        if csv_out or markdown:
+            typer.echo(to_csv(rows) if csv_out else to_markdown(rows), nl=False)
+            return
+        n = sum(r["runs"] for r in rows)
+        table = Table(title=f"{n} runs in {len(rows)} rows (differences: from the first row)")
+        for col in COLUMNS:
+            table.add_column(col, justify="right" if col in ("epochs", "top-1", "top-5", "samples/s") else "left")
+        for r in rows:
+            table.add_row(*display_row(r))
+        console.print(table)

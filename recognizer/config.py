@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from recognizer.cache import text_embedding_cache
 from recognizer.datasets.base import ClipConfig
 from recognizer.method.losses import LossConfig
 from recognizer.method.text_encoder import TextConfig
@@ -67,7 +68,7 @@ class PromptConfig:
     ctx_lr: float = 0.002  # PCLE context's own learning rate (CoOp: 2e-3 with SGD), same schedule as the backbone
     part_prefix: bool = True  # part texts start with the class name, as GAP's ("<name>, head: ...")
     train_classes: int = 0  # PCLE: per step encode only the batch's classes + random others up to this many (0 = all)
-    cache_dir: str = ".cache/text-embeddings"
+    cache_dir: str = field(default_factory=text_embedding_cache)  # $PCLE_CACHE/text-embeddings
 
 
 @dataclass

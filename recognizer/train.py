@@ -24,8 +24,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Sampler
 
-from recognizer.checkpoint import atomic_save_array, atomic_torch_save, atomic_write_text, load_checkpoint
-from recognizer.config import Config, from_yaml_text, to_yaml
+from recognizer.best_checkpoint import best_summary, is_new_best, usable_for_inference
+from recognizer.checkpoint import atomic_save_array, atomic_torch_save, atomic_write_text
+from recognizer.config import Config, to_yaml
 from recognizer.datasets import DatasetBundle, SkeletonDataset, Split, build_dataset
 from recognizer.distributed import all_gather_plain, gather_outputs, sync_batchnorm
 from recognizer.method.corpus import load_corpus
@@ -35,6 +36,9 @@ from recognizer.method.model import PromptedContrastiveModel
 from recognizer.method.prompt_learner import PromptLearner
 from recognizer.method.text_bank import TextBank, build_text_bank
 from recognizer.method.text_encoder import TextEncoder, build_text_encoder
+from recognizer.provenance import data_record, write_provenance
+from recognizer.run_log import EpochLog, bars_wanted
+from recognizer.run_setup import prepare_run, resolve_device
 
 console = Console(stderr=True)
 
@@ -57,9 +61,7 @@ def setup_env(cfg: Config) -> Env:
         torch.set_num_threads(cfg.run.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    want = cfg.run.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
+    want = str(resolve_device(cfg.run.device))
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if want.startswith("cuda"):
@@ -321,7 +323,7 @@ def _search_inference(model: PromptedContrastiveModel, env: Env, loader: DataLoa
 
 # ----------------------------------------------------------------------------- the loop
 def _track(iterable, description: str, enabled: bool):
-    if not enabled:
+    if not bars_wanted(enabled, console):
         yield from iterable
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -447,19 +449,16 @@ def write_scores(run: Path, tag: str, scores: np.ndarray, labels: np.ndarray, na
 
 
 def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True) -> dict:
-    """Train (or resume) a run in folder `out`; returns the metrics written to metrics.json."""
-    env = setup_env(cfg)
+          progress: bool = True, extend_to: int | None = None) -> dict:
+    """Train (or resume) a run in folder `out`; returns the metrics written to metrics.json.
+
+    With `resume`, the run's own config (from its checkpoint) governs everything, the environment
+    included; `extend_to` then continues a run to that many epochs (the schedule goes on unchanged).
+    """
     run = Path(out)
+    cfg, state = prepare_run(cfg, run, resume, extend_to)  # every rank checks: no rank is left waiting
+    env = setup_env(cfg)
     ckpt_path = run / "checkpoint.pt"
-    state = None
-    if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"{ckpt_path}: nothing to resume (train without --resume first)")
-        state = load_checkpoint(ckpt_path)
-        cfg = from_yaml_text(state["config"])  # the run's own config wins
-    elif ckpt_path.is_file():  # every rank checks, so no rank is left waiting for the others
-        raise FileExistsError(f"{run}: already holds a run (use --resume to continue, or another --out)")
     torch.manual_seed(cfg.run.seed)
     parts = build_parts(cfg, env)
     model = parts.model
@@ -488,10 +487,14 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         model = torch.compile(model)
     train_loader = make_loader_for(parts.bundle.train, parts.bundle.layout, cfg, True, env)
     test_loader = make_loader_for(parts.bundle.test, parts.bundle.layout, cfg, False, env)
-    writer = None
+    val_loader = make_loader_for(parts.val, parts.bundle.layout, cfg, False, env) if parts.val is not None else None
+    writer, epoch_log = None, EpochLog(run, cfg.optim.epochs, start)
     if env.main:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.yaml", to_yaml(cfg))
+        write_provenance(run, _data_provenance(cfg, parts), env.device, resumed=state is not None)
+        epoch_log.note(f"{'resumed after epoch ' + str(start) if start else 'started'}: {cfg.method} on "
+                       f"{parts.bundle.name}, {cfg.optim.epochs} epochs, device {env.device}")
         writer = _tensorboard(run)
     end = cfg.optim.epochs if stop_after is None else min(cfg.optim.epochs, start + stop_after)
     for epoch in range(start, end):
@@ -508,10 +511,18 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
             net = unwrap(model)
             scores, labels = predict(net, test_loader, env, final_class_text(net, parts, cfg))
             stats.update(test_top1=topk(scores, labels, 1), test_top5=topk(scores, labels, 5))
+            if val_loader is not None:  # best.pt is chosen on validation, never on test
+                scores, labels = predict(net, val_loader, env, final_class_text(net, parts, cfg))
+                stats.update(val_top1=topk(scores, labels, 1), val_top5=topk(scores, labels, 5))
         history.append(stats)
         if env.main:
             _log_epoch(run, writer, history)
-            atomic_torch_save(checkpoint_state(model, opt, scaler, cfg, parts, epoch + 1, history), ckpt_path)
+            epoch_log.epoch(stats)
+            saved = checkpoint_state(model, opt, scaler, cfg, parts, epoch + 1, history)
+            atomic_torch_save(saved, ckpt_path)
+            if is_new_best(history):
+                net = unwrap(model)
+                atomic_torch_save(usable_for_inference(saved, final_class_text(net, parts, cfg)), run / "best.pt")
     if env.world > 1:
         dist.barrier()
     if end < cfg.optim.epochs:
@@ -547,9 +558,16 @@ def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config,
         "inference": inference,
         "device": str(env.device),
         "parameters": sum(p.numel() for p in model.parameters()),
+        **best_summary(history),
     }
     atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _data_provenance(cfg: Config, parts: Parts) -> dict:
+    splits = {"train": parts.bundle.train, **({"val": parts.val} if parts.val is not None else {}),
+              "test": parts.bundle.test}
+    return data_record(parts.bundle.name, cfg.data.root, splits, cfg.prompt.corpus or parts.bundle.corpus)
 
 
 def _tensorboard(run: Path):

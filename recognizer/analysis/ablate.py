@@ -3,9 +3,12 @@
 Each row is (name, method, overrides); its runs go to OUT/<name>/seed<k>/ through
 `recognizer.train.train` with `resolve(dataset, method, config, user overrides + row overrides)`.
 A run whose metrics.json exists is finished and is read, not retrained, so an interrupted grid
-resumes (a run with a checkpoint but no metrics.json continues with `resume=True`). The results go
-to OUT/ablation.md (mean ± sample std over seeds when there are several) and OUT/ablation.csv (one
-line per run).
+resumes (a run with a checkpoint but no metrics.json continues with `resume=True`) -- but only when
+the hash of its saved config equals the hash of the config this call resolves for it (other
+`--epochs` or `--set` values are refused before anything trains, naming the keys that differ). The
+results go to OUT/ablation.md (mean ± sample std over seeds when there are several) and
+OUT/ablation.csv (one line per run, with its config hash); both always cover every finished run in
+OUT, also those of rows left out with `--only`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from recognizer.analysis.runs import config_differences, config_hash
 from recognizer.checkpoint import atomic_write_text
+from recognizer.config import ConfigError, from_yaml_text
+from recognizer.run_setup import check_config, with_data_root
 
 # (name, method, overrides applied after the user's --config / --set)
 GRID: list[tuple[str, str, list[str]]] = [
@@ -75,27 +81,75 @@ def run_grid(out: str | Path, dataset: str | None = None, config: str | None = N
 
     out = Path(out)
     rows = select(only)
-    base = list(overrides or []) + ([f"optim.epochs={epochs}"] if epochs else [])
+    base = list(overrides or []) + ([f"optim.epochs={epochs}"] if epochs is not None else [])
     # resolve everything first: a bad key fails before hours of training
-    plan = [(name, method, seed, resolve(dataset, method, config, base + extra + [f"run.seed={seed}"]))
+    plan = [(name, seed, with_data_root(resolve(dataset, method, config, base + extra + [f"run.seed={seed}"])))
             for name, method, extra in rows for seed in seeds]
-    records = []
-    for i, (name, method, seed, cfg) in enumerate(plan, 1):
+    for _, _, cfg in plan:
+        check_config(cfg)
+    refuse_other_configs([(out / name / f"seed{seed}", cfg) for name, seed, cfg in plan])
+    for i, (name, seed, cfg) in enumerate(plan, 1):
         run = out / name / f"seed{seed}"
-        metrics_path = run / "metrics.json"
-        if metrics_path.is_file():
-            log(f"[{i}/{len(plan)}] {name} seed {seed}: done already ({run})")
-            metrics = json.loads(metrics_path.read_text())
+        if (run / "metrics.json").is_file():
+            log(f"[{i}/{len(plan)}] {name} seed {seed}: done already, same config ({run})")
         else:
             resume = (run / "checkpoint.pt").is_file()
             log(f"[{i}/{len(plan)}] {name} seed {seed}: {'resuming' if resume else 'training'} -> {run}")
-            metrics = train(cfg, run, resume=resume, progress=progress)
-        records.append({"name": name, "method": method, "seed": seed, "run": str(run),
-                        **{k: float(metrics[k]) for k in METRICS},
-                        "epochs": int(metrics.get("epochs", cfg.optim.epochs)),
-                        "train_samples_per_s": float(metrics.get("train_samples_per_s", 0.0))})
-    write_tables(out, records, dataset or "", seeds)
+            train(cfg, run, resume=resume, progress=progress)
+    records = collect(out)
+    write_tables(out, records, dataset or "")
     return records
+
+
+def saved_config(run: Path):
+    """The config a run folder was made with (data root filled in as training does), or None."""
+    path = run / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return with_data_root(from_yaml_text(path.read_text()))
+    except ConfigError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def refuse_other_configs(planned: list[tuple[Path, object]]) -> None:
+    """A run folder is reused only for the config it was made with; otherwise stop before training anything."""
+    clashes = []
+    for run, cfg in planned:
+        saved = saved_config(run)
+        if saved is not None and config_hash(saved) != config_hash(cfg):
+            clashes.append(f"{run} ({config_differences(saved, cfg)})")
+    if clashes:
+        raise ValueError(f"{len(clashes)} run folder(s) hold runs made with another config, e.g. {clashes[0]}; "
+                         "use another --out, or delete those folders to retrain them")
+
+
+def collect(out: Path) -> list[dict]:
+    """Every finished run under OUT/<row>/seed<k>/ (grid rows first, in grid order), one record each."""
+    order = {name: i for i, (name, _, _) in enumerate(GRID)}
+    runs = sorted(out.glob("*/seed*/metrics.json"),
+                  key=lambda p: (order.get(p.parent.parent.name, len(order)), p.parent.parent.name,
+                                 _seed_of(p.parent)))
+    records = []
+    for path in runs:
+        run = path.parent
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not readable JSON ({e})") from None
+        saved = saved_config(run)
+        records.append({"name": run.parent.name, "method": metrics.get("method", ""), "seed": _seed_of(run),
+                        "run": str(run), **{k: float(metrics[k]) for k in METRICS},
+                        "epochs": int(metrics.get("epochs", 0)),
+                        "train_samples_per_s": float(metrics.get("train_samples_per_s", 0.0)),
+                        "dataset": metrics.get("dataset", ""),
+                        "config_hash": config_hash(saved) if saved is not None else ""})
+    return records
+
+
+def _seed_of(run: Path) -> int:
+    tail = run.name.removeprefix("seed")
+    return int(tail) if tail.isdigit() else -1
 
 
 def aggregate(records: list[dict]) -> list[dict]:
@@ -118,6 +172,7 @@ def _cell(mean: float, std: float | None) -> str:
 
 def to_markdown(records: list[dict], dataset: str = "", seeds: list[int] | None = None) -> str:
     rows = aggregate(records)
+    dataset = dataset or next((r["dataset"] for r in records if r.get("dataset")), "")
     seeds = seeds or sorted({r["seed"] for r in records})
     head = f"# Ablation{f' on {dataset}' if dataset else ''}"
     lines = [head, "",
@@ -135,7 +190,8 @@ def to_markdown(records: list[dict], dataset: str = "", seeds: list[int] | None 
 
 
 def to_csv(records: list[dict]) -> str:
-    cols = ["name", "method", "seed", "top1", "top5", "mean_class_accuracy", "epochs", "train_samples_per_s", "run"]
+    cols = ["name", "method", "seed", "top1", "top5", "mean_class_accuracy", "epochs", "train_samples_per_s", "run",
+            "config_hash"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

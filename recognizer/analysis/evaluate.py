@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from recognizer.checkpoint import atomic_write_text, checkpoint_layout, load_checkpoint
 from recognizer.config import Config, from_yaml_text
 from recognizer.datasets import DatasetBundle, build_dataset
@@ -26,6 +24,9 @@ class Trained:
 
 def load_trained(path: str | Path, device: str = "cpu") -> Trained:
     """A run folder or checkpoint file -> model in eval mode with its stored class text embeddings."""
+    from recognizer.run_setup import resolve_device
+
+    device = str(resolve_device(device))  # a one-line error for cuda on a CPU-only torch
     path = Path(path)
     file = path / "checkpoint.pt" if path.is_dir() else path
     ckpt = load_checkpoint(file)
@@ -33,7 +34,8 @@ def load_trained(path: str | Path, device: str = "cpu") -> Trained:
     c, _, _, m = ckpt["input_shape"]
     layout = checkpoint_layout(ckpt, file)
     model = PromptedContrastiveModel(cfg.model, layout, len(ckpt["class_names"]),
-                                     ckpt["text_dim"], in_channels=c, num_person=m)
+                                     ckpt["text_dim"], in_channels=c, num_person=m,
+                                     lst_k=int(cfg.model.lst_k.get(cfg.data.clip.stream, 0)))
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith("prompt_learner.")}
     model.load_state_dict(state)
     if not model.class_text.abs().sum():
@@ -60,7 +62,7 @@ def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "c
     trained = load_trained(run, device)
     cfg = trained.cfg
     bundle = dataset_of(trained, data_root)
-    env = Env(torch.device(device), None)
+    env = Env(next(trained.model.parameters()).device, None)
     loader = make_loader_for(bundle.test, trained.layout, cfg, train=False, env=env)
     scores, labels = predict(trained.model, loader, env, progress=True)
     write_scores(run, "test", scores, labels, bundle.test.names)

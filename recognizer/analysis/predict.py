@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recognizer.datasets.base import centre_clip, crop_resize, to_stream
+from recognizer.datasets.base import centre_clip, eval_clip, to_stream
 from recognizer.datasets.checks import ORIGIN_RATIO_WARN, origin_ratio
 from recognizer.method.graph import NTU25, Layout
 
@@ -171,28 +171,56 @@ def origin_warning(x: np.ndarray) -> str | None:
 
 
 def preprocess(x: np.ndarray, cfg, layout: Layout) -> np.ndarray:
-    """As the test split: central crop, resize to the window, the configured stream."""
+    """As the test split (`eval_clip`: the clip mode's test frames and normalisation), then the configured stream."""
     clip = cfg.data.clip
-    x = crop_resize(x, x.shape[1], clip.window, clip.test_crop, 0.5)
+    x = eval_clip(x, x.shape[1], clip)
     return np.ascontiguousarray(to_stream(x, layout, clip.stream), dtype=np.float32)
+
+
+def _read_all(files: list[str | Path], trained, layout: Layout,
+              on_error) -> tuple[list[Clip], list[np.ndarray], list[str | None]]:
+    """The clips that fit the checkpoint, centred as in training and preprocessed, with a warning per clip
+    (or None); a bad one goes to `on_error` (or raises without one)."""
+    shape = list(trained.meta["input_shape"])
+    centre = trained.meta.get("centre", "none")
+    clips, inputs, warnings = [], [], []
+    for f in files:
+        try:
+            found = read_clips(f, layout, trained.class_names)
+        except ClipError as e:
+            if on_error is None:
+                raise
+            on_error(str(e))
+            continue
+        for clip in found:
+            try:
+                fitted = centred(fit_layout(clip, shape, layout), clip, centre, layout)
+                inputs.append(preprocess(fitted, trained.cfg, layout))
+            except ClipError as e:
+                if on_error is None:
+                    raise
+                on_error(str(e))
+                continue
+            clips.append(clip)
+            warnings.append(origin_warning(fitted))
+    return clips, inputs, warnings
 
 
 @torch.no_grad()
 def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 5, device: str = "cpu",
-                  batch_size: int = 32) -> list[dict]:
-    """One record per clip: source, true class (when known) and the top-k classes with probabilities."""
+                  batch_size: int = 32, on_error=None) -> list[dict]:
+    """One record per clip: source, true class (when known) and the top-k classes with probabilities.
+
+    `on_error(message)`, when given, receives each clip that cannot be read or does not fit, and the
+    others are still predicted (a batch of files is not lost to one bad clip); without it, ClipError.
+    """
     from recognizer.analysis.evaluate import load_trained
 
     if not files:
         raise ClipError("give at least one clip")
     trained = load_trained(checkpoint, device)
     layout = trained.layout
-    shape = list(trained.meta["input_shape"])
-    centre = trained.meta.get("centre", "none")
-    clips = [clip for f in files for clip in read_clips(f, layout, trained.class_names)]
-    fitted = [centred(fit_layout(clip, shape, layout), clip, centre, layout) for clip in clips]
-    warnings = [origin_warning(x) for x in fitted]
-    inputs = [preprocess(x, trained.cfg, layout) for x in fitted]
+    clips, inputs, warnings = _read_all(files, trained, layout, on_error)
     k = max(1, min(top_k, len(trained.class_names)))
     results = []
     for start in range(0, len(inputs), batch_size):

@@ -24,6 +24,8 @@ SAMPLE_CLIPS = 1000  # value ranges are measured on at most this many clips per 
 
 
 def _fail(e: Exception) -> None:
+    if isinstance(e, OSError):  # e.g. an output folder that is read-only
+        e = f"{e.filename or 'output folder'}: {e.strerror or e}"
     console.print(f"[red]error:[/red] {e}", highlight=False)
     raise typer.Exit(2)
 
@@ -43,7 +45,7 @@ def prepare_ntu_command(
 
     try:
         r = prepare_ntu(raw, out, benchmark, workers or None, progress=not quiet, limit=limit)
-    except DatasetError as e:
+    except (DatasetError, OSError) as e:
         _fail(e)
     if not r.complete:
         console.print(f"parsed {r.parsed} files ({r.resumed} done before); run again to continue")
@@ -84,7 +86,7 @@ def import_npz_command(
 
     try:
         console.print(f"wrote {import_npz(src, out, classes)}")
-    except DatasetError as e:
+    except (DatasetError, OSError) as e:
         _fail(e)
 
 
@@ -103,7 +105,7 @@ def import_pyskl_command(
     mapping = dict(part.split("=", 1) for part in splits.split(",")) if splits else None
     try:
         console.print(f"wrote {import_pyskl(src, out, classes, trust_pickle, mapping, layout)}")
-    except DatasetError as e:
+    except (DatasetError, OSError) as e:
         _fail(e)
 
 
@@ -118,7 +120,7 @@ def import_ucla_command(
 
     try:
         console.print(f"wrote {import_ucla(src, out, limit)}")
-    except DatasetError as e:
+    except (DatasetError, OSError) as e:
         _fail(e)
 
 
@@ -193,6 +195,13 @@ def _info_one(path: Path, kind: str) -> None:
     console.print(table)
     if any(len(s) > SAMPLE_CLIPS for s in splits.values()):
         console.print(f"* value range over the first {SAMPLE_CLIPS} clips")
+    if kind == "nw-ucla":  # the loader leaves unreadable files out: say which, never drop them silently
+        skipped = [p for p in _raw_problems(path, kind) if p.level == "error"]
+        for p in skipped:
+            console.print(f"[yellow]skipped[/yellow] {p.where}: {p.message}", highlight=False, soft_wrap=True)
+        if skipped:
+            console.print(f"{len(skipped)} file(s) skipped; `pcle data check {path}` lists every problem",
+                          highlight=False)
 
 
 def _info_raw(path: Path) -> None:
@@ -223,7 +232,7 @@ def info_command(path: Path = typer.Argument(..., help="dataset folder or file")
                 _info_one(sub, "native")
         else:
             _info_one(path, kind)
-    except DatasetError as e:
+    except (DatasetError, OSError) as e:
         _fail(e)
 
 
@@ -282,15 +291,21 @@ def native_problems(folder: Path, prompts: Path | None = None) -> list[Problem]:
     return out
 
 
+def _clips(s: Split, idx, shown: int = 5) -> str:
+    """Clips by sample name where the split has names (else by index), the first `shown` of them."""
+    names = [f"'{s.names[i]}'" if s.names else f"clip {i}" for i in list(idx)[:shown]]
+    return ", ".join(names) + (", ..." if len(idx) > shown else "")
+
+
 def _data_problems(s: Split, where: Path, nonfinite_clips) -> list[Problem]:
     out = []
     bad = nonfinite_clips(s.data)
     if len(bad):
-        out.append(Problem("error", str(where), f"{len(bad)} clips hold NaN/inf values, e.g. clip {bad[0]}"))
+        out.append(Problem("error", str(where), f"{len(bad)} clips hold NaN/inf values: {_clips(s, bad)}"))
     short = np.flatnonzero(s.lengths == 1)
     if len(short):
-        out.append(Problem("warning", str(where), f"{len(short)} clips have a single frame (no motion), "
-                           f"e.g. clip {short[0]}"))
+        out.append(Problem("warning", str(where), f"{len(short)} clips have a single frame (no motion): "
+                           f"{_clips(s, short)}"))
     empty_frames, zero_clips = 0, []
     for i in range(0, len(s), 256):
         chunk = np.asarray(s.data[i : i + 256])  # (n, C, T, V, M)
@@ -299,7 +314,7 @@ def _data_problems(s: Split, where: Path, nonfinite_clips) -> list[Problem]:
         empty_frames += int((~used & inside).sum())
         zero_clips += [i + k for k in np.flatnonzero(~used.any(1))]
     if zero_clips:
-        msg = f"{len(zero_clips)} clips are all zeros, e.g. clip {zero_clips[0]}"
+        msg = f"{len(zero_clips)} clips are all zeros: {_clips(s, zero_clips)}"
         out.append(Problem("error", str(where), msg))
     if empty_frames:
         msg = f"{empty_frames} all-zero frames inside the clips' lengths"
@@ -320,9 +335,12 @@ def _raw_problems(path: Path, kind: str) -> list[Problem]:
     out = []
     for f in sorted(path.glob("*.json")):
         try:
-            read_clip(f)
+            sk, _, _ = read_clip(f)
         except DatasetError as e:
             out.append(Problem("error", str(f), str(e).split(": ", 1)[-1]))
+            continue
+        if len(sk) == 1:  # as the native check warns after import
+            out.append(Problem("warning", str(f), f"'{f.stem}' has a single frame (no motion)"))
     return out
 
 

@@ -40,6 +40,20 @@ def test_tiny_grid_runs_resumes_and_tabulates(tiny_cache):
     assert again.exit_code == 0, again.output
     assert again.output.count("done already") == 2
     assert (out / "gap" / "seed0" / "checkpoint.pt").stat().st_mtime_ns == mtime
+    # another config is never taken for a finished run: refused before anything trains, naming the key
+    other = [a if a != "1" else "2" for a in args]  # --epochs 2
+    res = CliRunner().invoke(app, other)
+    assert res.exit_code == 2 and "another config" in res.output and "optim.epochs: 1 -> 2" in res.output
+    res = CliRunner().invoke(app, args[:-4] + ["--set", "optim.lr=0.05", "--only", "gap", "--out", str(out)])
+    assert res.exit_code == 2 and "optim.lr: 0.1 -> 0.05" in res.output
+    assert (out / "gap" / "seed0" / "checkpoint.pt").stat().st_mtime_ns == mtime
+    # --only reuses one row, yet the tables still cover every run in the grid folder
+    res = CliRunner().invoke(app, args[:-4] + ["--only", "gap", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    body = [line for line in (out / "ablation.md").read_text().splitlines() if line.startswith("| ")][1:]
+    assert [line.split("|")[1].strip() for line in body] == ["gap", "pcle-no-ranking"]
+    rows = list(csv.DictReader((out / "ablation.csv").read_text().splitlines()))
+    assert len(rows) == 2 and all(len(r["config_hash"]) == 16 for r in rows)
 
 
 def test_several_seeds_give_mean_and_std():

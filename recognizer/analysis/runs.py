@@ -1,0 +1,202 @@
+"""`pcle runs DIR...`: many run folders side by side, the way experiments are compared.
+
+Each DIR is a run folder (it holds `metrics.json`) or a folder searched recursively for them (an
+ablation grid, a `runs/` directory). Runs whose resolved configs differ only in `run.seed` (and in
+bookkeeping keys that do not change results, `IGNORED`) form one row: its top-1/top-5 are the mean
+± sample std over the seeds. The last column lists how a row's config differs from the first row's.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+# keys that never change a result: left out of grouping and of the differences column
+IGNORED = {"run.seed", "run.threads", "run.device", "run.eval_every", "data.num_workers", "prompt.cache_dir"}
+NUMERIC = {"epochs": "epochs", "top1": "top1", "top5": "top5", "samples": "samples_per_s", "seeds": "runs"}
+TEXT = {"run": "run", "method": "method", "dataset": "dataset", "stream": "stream"}
+SORT_KEYS = tuple(TEXT) + tuple(NUMERIC)
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    config: dict  # flattened: {"optim.lr": 0.1, ...}
+    metrics: dict
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and key != "data.options":
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Run folders in the order given; a folder without metrics.json is searched recursively."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "metrics.json").is_file():
+            found.append(p)
+        elif p.is_dir():
+            inner = sorted(m.parent for m in p.rglob("metrics.json"))
+            if not inner:
+                raise FileNotFoundError(f"{p}: no finished run inside (no metrics.json)")
+            found += inner
+        else:
+            raise FileNotFoundError(f"{p}: not a run folder")
+    return list(dict.fromkeys(found))
+
+
+def read_run(path: Path) -> RunInfo:
+    try:
+        metrics = json.loads((path / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path / 'metrics.json'}: not readable JSON ({e})") from None
+    cfg_path = path / "config.yaml"
+    try:
+        config = yaml.safe_load(cfg_path.read_text()) or {} if cfg_path.is_file() else {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{cfg_path}: not valid YAML ({e})") from None
+    if not isinstance(metrics, dict) or "top1" not in metrics:
+        raise ValueError(f"{path / 'metrics.json'}: has no 'top1' (not a finished run)")
+    return RunInfo(path, flatten(config) if isinstance(config, dict) else {}, metrics)
+
+
+def comparable(config: dict) -> dict:
+    """A flattened config without the keys that never change a result."""
+    return {k: v for k, v in config.items() if k not in IGNORED}
+
+
+def config_hash(cfg) -> str:
+    """SHA-256 (first 16 hex digits) of a resolved Config without bookkeeping keys: same hash, same experiment."""
+    from recognizer.config import to_dict
+
+    text = json.dumps(comparable(flatten(to_dict(cfg))), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_differences(old, new) -> str:
+    """'key: old -> new, ...' between two resolved Configs (bookkeeping keys left out)."""
+    from recognizer.config import to_dict
+
+    a, b = comparable(flatten(to_dict(old))), comparable(flatten(to_dict(new)))
+    return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+
+def _key(run: RunInfo) -> str:
+    return json.dumps(comparable(run.config), sort_keys=True, default=str)
+
+
+def group_runs(runs: list[RunInfo]) -> list[list[RunInfo]]:
+    """Runs that differ only in seed (and bookkeeping) form one group, in order of first appearance."""
+    groups: dict[str, list[RunInfo]] = {}
+    for r in runs:
+        groups.setdefault(_key(r), []).append(r)
+    return list(groups.values())
+
+
+def differences(config: dict, reference: dict) -> str:
+    keys = sorted((set(config) | set(reference)) - IGNORED)
+    return ", ".join(f"{k}={config.get(k)!r}".replace("'", "") for k in keys if config.get(k) != reference.get(k))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else None
+
+
+def _label(paths: list[Path]) -> str:
+    if len(paths) == 1:
+        return str(paths[0])
+    try:
+        return os.path.commonpath([str(p) for p in paths])
+    except ValueError:  # different drives
+        return str(paths[0])
+
+
+def summarize(groups: list[list[RunInfo]]) -> list[dict]:
+    """One row per group, with the differences from the first group's config."""
+    reference = groups[0][0].config if groups else {}
+    rows = []
+    for group in groups:
+        first = group[0]
+        m = first.metrics
+        top1, top1_std = _mean_std([r.metrics["top1"] for r in group])
+        top5, top5_std = _mean_std([r.metrics.get("top5", float("nan")) for r in group])
+        seeds = sorted({r.config.get("run.seed") for r in group}, key=str)
+        rows.append({
+            "run": _label([r.path for r in group]),
+            "method": m.get("method", first.config.get("method", "")),
+            "dataset": m.get("dataset", first.config.get("data.dataset", "")),
+            "stream": m.get("stream", first.config.get("data.clip.stream", "")),
+            "seeds": ",".join(str(s) for s in seeds),
+            "runs": len(group),
+            "epochs": int(m.get("epochs", first.config.get("optim.epochs", 0))),
+            "top1": top1, "top1_std": top1_std, "top5": top5, "top5_std": top5_std,
+            "samples_per_s": float(np.mean([r.metrics.get("train_samples_per_s", 0.0) for r in group])),
+            "differences": "" if group is groups[0] else differences(first.config, reference),
+        })
+    return rows
+
+
+def sort_rows(rows: list[dict], key: str | None) -> list[dict]:
+    """Numbers sort best (largest) first, text alphabetically; None keeps the given order."""
+    if key is None:
+        return rows
+    if key not in SORT_KEYS:
+        raise ValueError(f"--sort {key!r}: choose from {', '.join(SORT_KEYS)}")
+    if key in NUMERIC:
+        return sorted(rows, key=lambda r: -r[NUMERIC[key]])
+    return sorted(rows, key=lambda r: str(r[TEXT[key]]))
+
+
+def cell(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+COLUMNS = ("run", "method", "dataset", "stream", "seeds", "epochs", "top-1", "top-5", "samples/s", "differences")
+
+
+def display_row(r: dict) -> list[str]:
+    return [r["run"], r["method"], r["dataset"], r["stream"], r["seeds"], str(r["epochs"]),
+            cell(r["top1"], r["top1_std"]), cell(r["top5"], r["top5_std"]), f"{r['samples_per_s']:.1f}",
+            r["differences"]]
+
+
+def to_markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 4 + "---:|" * 5 + "---|"]
+    for r in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in display_row(r)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    cols = ["run", "method", "dataset", "stream", "seeds", "runs", "epochs", "top1", "top1_std", "top5", "top5_std",
+            "samples_per_s", "differences"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r[k] is None else r[k]) for k in cols})
+    return buf.getvalue()
+
+
+def compare_runs(paths: list[str | Path], sort: str | None = None) -> list[dict]:
+    """Rows of the comparison table for these run folders (or folders of runs)."""
+    if sort is not None and sort not in SORT_KEYS:
+        raise ValueError(f"--sort {sort!r}: choose from {', '.join(SORT_KEYS)}")
+    runs = [read_run(p) for p in find_runs(paths)]
+    return sort_rows(summarize(group_runs(runs)), sort)
