@@ -81,6 +81,7 @@ class OptimConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     warmup_epochs: int = 5
+    schedule: str = "step"  # step: x gamma at each milestone (GAP) | cosine: half-cosine to 0 after warm-up
     milestones: tuple[int, ...] = (90, 100)
     gamma: float = 0.1
     repeat: int = 1  # passes over the training set per epoch (NW-UCLA: 5)

@@ -106,12 +106,18 @@ class EpochSampler(Sampler[int]):
 
 
 def lr_factor(cfg: Config, epoch: int, world_batch: int) -> float:
-    """Linear warm-up over `warmup_epochs`, then x gamma at each milestone (per epoch, as GAP); with
+    """Linear warm-up over `warmup_epochs`, then x gamma at each milestone (per epoch, as GAP) or a cosine
+    decay (`optim.schedule`); with
     `optim.base_batch`, scaled by world_batch / base_batch. Every parameter group's lr is its base lr times this."""
     o = cfg.optim
     scale = world_batch / o.base_batch if o.base_batch else 1.0
     if epoch < o.warmup_epochs:
         return scale * (epoch + 1) / o.warmup_epochs
+    if o.schedule == "cosine":  # from 1 after warm-up down towards 0 at the last epoch
+        span = max(o.epochs - o.warmup_epochs, 1)
+        return scale * 0.5 * (1 + math.cos(math.pi * (epoch - o.warmup_epochs) / span))
+    if o.schedule != "step":
+        raise ValueError(f"optim.schedule must be step or cosine, not '{o.schedule}'")
     return scale * o.gamma ** sum(epoch >= m for m in o.milestones)
 
 

@@ -47,7 +47,7 @@ class PromptedContrastiveModel(nn.Module):
             self.register_buffer(f"joints_{name}", torch.tensor(layout.parts[name]), persistent=False)
         self.bridger = (Bridger(c, text_dim, cfg.bridger_queries, cfg.heads, dropout=cfg.dropout,
                                 queries=cfg.bridger_mode) if cfg.bridger else None)
-        self.token_proj = None if cfg.bridger else nn.Linear(c, text_dim)
+        self.token_proj = nn.Linear(c, text_dim) if cfg.interaction and not cfg.bridger else None
         self.interaction = CrossModalityAttention(text_dim, cfg.heads, cfg.dropout) if cfg.interaction else None
         if cfg.scale_mode not in ("exp", "linear"):
             raise ValueError(f"model.scale_mode must be exp or linear, not '{cfg.scale_mode}'")
