@@ -5,6 +5,7 @@
     pcle tsne runs/nw-ucla-gap runs/nw-ucla-pcle    # t-SNE figure (paper Fig. 2) with silhouette scores
     pcle ablate --dataset nw-ucla --out runs/ablate # the ablation grid, Markdown + CSV table
     pcle predict runs/nw-ucla-pcle clip.json        # top-k classes for new clips
+    pcle zeroshot runs/nw-ucla-pcle-u2              # unseen classes: ZSL, GZSL, base-to-new
     pcle prompts generate --dataset nw-ucla         # stage 1: LLM-written prompt corpora
     pcle data info PATH                             # datasets
 """
@@ -29,6 +30,7 @@ from recognizer.cli import (  # noqa: E402
     tsne_command,
 )
 from recognizer.datasets.cli import app as data_app  # noqa: E402
+from recognizer.zeroshot.cli import zeroshot_command, zeroshot_grid_command  # noqa: E402
 
 app = typer.Typer(help="PCKE / PCLE: language-guided skeleton action recognition.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -38,6 +40,8 @@ app.command("ensemble")(ensemble_cli)
 app.command("tsne")(tsne_command)
 app.command("ablate")(ablate_command)
 app.command("predict")(predict_command)
+app.command("zeroshot")(zeroshot_command)
+app.command("zeroshot-grid")(zeroshot_grid_command)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(data_app, name="data")
 

@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from recognizer.checkpoint import atomic_save_array, atomic_torch_save, atomic_write_text, load_checkpoint
 from recognizer.config import Config, from_yaml_text, to_yaml
-from recognizer.datasets import DatasetBundle, SkeletonDataset, Split, build_dataset
+from recognizer.datasets import DatasetBundle, SkeletonDataset, Split
+from recognizer.datasets.splits import build_run_dataset
 from recognizer.distributed import all_gather_plain, gather_outputs, sync_batchnorm
 from recognizer.method.corpus import load_corpus
 from recognizer.method.graph import Layout
@@ -139,7 +140,7 @@ class Parts:
 
 
 def build_parts(cfg: Config, env: Env) -> Parts:
-    bundle = build_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+    bundle = build_run_dataset(cfg)  # without the classes of data.unseen (zero-shot), if any
     train_split, val = holdout(bundle.train, cfg.data.val_fraction, cfg.run.seed)
     bundle.train = train_split
     corpus_path = cfg.prompt.corpus or bundle.corpus

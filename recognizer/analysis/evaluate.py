@@ -10,7 +10,7 @@ import torch
 
 from recognizer.checkpoint import atomic_write_text, load_checkpoint
 from recognizer.config import Config, from_yaml_text
-from recognizer.datasets import build_dataset
+from recognizer.datasets.splits import build_run_dataset
 from recognizer.method.graph import get_layout
 from recognizer.method.model import PromptedContrastiveModel
 
@@ -45,7 +45,7 @@ def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "c
     run = Path(run)
     trained = load_trained(run, device)
     cfg = trained.cfg
-    bundle = build_dataset(cfg.data.dataset, data_root or cfg.data.root, **cfg.data.options)
+    bundle = build_run_dataset(cfg, data_root)
     env = Env(torch.device(device), None)
     loader = make_loader_for(bundle.test, bundle.layout, cfg, train=False, env=env)
     scores, labels = predict(trained.model, loader, env, progress=True)

@@ -43,13 +43,13 @@ class Embedded:
 def embed_run(run: str | Path, data_root: str | None = None, device: str = "cpu") -> Embedded:
     """Test-split skeleton embeddings, predictions and the stored class text of a trained run."""
     from recognizer.analysis.evaluate import load_trained
-    from recognizer.datasets import build_dataset
+    from recognizer.datasets.splits import build_run_dataset
     from recognizer.train import Env, make_loader_for
 
     run = Path(run)
     trained = load_trained(run, device)
     cfg, model = trained.cfg, trained.model
-    bundle = build_dataset(cfg.data.dataset, data_root or cfg.data.root, **cfg.data.options)
+    bundle = build_run_dataset(cfg, data_root)
     env = Env(torch.device(device), None)
     loader = make_loader_for(bundle.test, bundle.layout, cfg, train=False, env=env)
     skel, labels, pred = [], [], []
