@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,35 @@ def test_best_of_and_parts_scores():
     torch.testing.assert_close(zeroshot_scores(g, p, parts, parts_weight=1.0),
                                torch.tensor([[(0.0 + 0.0) / 2, (0.0 + 1.0) / 2], [(1.0 + 0.0) / 2, (1.0 + 1.0) / 2]]))
 
+
+
+# ----------------------------------------------------------------------------- commands on real tiny runs
+def test_zeroshot_grid_cli_tables_and_resume(tmp_path):
+    """Two random splits of a tiny PCLE: runs, per-run zeroshot.json, mean ± std table; a rerun trains nothing."""
+    from typer.testing import CliRunner
+
+    from pipeline import app
+    from tests.conftest import tiny_overrides
+
+    args = ["zeroshot-grid", "--dataset", "synthetic", "--methods", "pcle", "--splits", "random:2:0-1",
+            "--epochs", "1", "--out", str(tmp_path / "grid")]
+    for item in tiny_overrides(tmp_path, "tiny-clip"):
+        args += ["--set", item]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    for seed in (0, 1):
+        records = json.loads((tmp_path / "grid" / "pcle" / f"random-2-{seed}" / "zeroshot.json").read_text())
+        assert [r["text"] for r in records] == ["learned", "name"]
+        assert records[0]["split"] == f"random:2:{seed}" and len(records[0]["unseen_classes"]) == 2
+        assert records[0]["zsl_top1"] == records[0]["new"]  # ZSL top-1 is base-to-new's "new"
+    table = (tmp_path / "grid" / "zeroshot.md").read_text()
+    assert "| pcle | learned context + name | 2 |" in table and " ± " in table
+    assert len((tmp_path / "grid" / "zeroshot.csv").read_text().splitlines()) == 1 + 4
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and res.output.count("trained already") == 2, res.output
+    # several runs through `pcle zeroshot`: a grid folder is searched for runs
+    res = CliRunner().invoke(app, ["zeroshot", str(tmp_path / "grid"), "--text", "name", "--gamma", "0.05",
+                                   "--out", str(tmp_path / "again")])
+    assert res.exit_code == 0, res.output
+    again = (tmp_path / "again" / "zeroshot.md").read_text()
+    assert "gamma = 0.05" in again and "| pcle | class name only | 2 |" in again and " ± " in again
