@@ -42,7 +42,7 @@ def zeroshot_command(
     with clean_errors():
         records = []
         for run in find_runs([str(r) for r in runs]):
-            records += evaluate_zeroshot(run, list(text) or None, prompts, list(classes or []), gamma, parts,
+            records += evaluate_zeroshot(run, list(text or []) or None, prompts, list(classes or []), gamma, parts,
                                          template, data_root, device)
         unseen = sorted({n for r in records for n in r["unseen_classes"]})
         console.print(_table(f"zero-shot, {len(records)} evaluation(s); unseen: {', '.join(unseen)}", records))
