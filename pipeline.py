@@ -6,6 +6,7 @@
     pcle ablate --dataset nw-ucla --out runs/ablate # the ablation grid, Markdown + CSV table
     pcle predict runs/nw-ucla-pcle clip.json        # top-k classes for new clips
     pcle runs runs/                                 # compare run folders side by side
+    pcle zeroshot runs/nw-ucla-pcle-u2              # unseen classes: ZSL, GZSL, base-to-new
     pcle prompts generate --dataset nw-ucla         # stage 1: LLM-written prompt corpora
     pcle data info PATH                             # datasets
 """
@@ -31,6 +32,7 @@ from recognizer.cli import (  # noqa: E402
     tsne_command,
 )
 from recognizer.datasets.cli import app as data_app  # noqa: E402
+from recognizer.zeroshot.cli import zeroshot_command, zeroshot_grid_command  # noqa: E402
 
 app = typer.Typer(help="PCKE / PCLE: language-guided skeleton action recognition.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -41,6 +43,8 @@ app.command("tsne")(tsne_command)
 app.command("ablate")(ablate_command)
 app.command("predict")(predict_command)
 app.command("runs")(runs_command)
+app.command("zeroshot")(zeroshot_command)
+app.command("zeroshot-grid")(zeroshot_grid_command)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(data_app, name="data")
 

@@ -35,6 +35,7 @@ class DataConfig:
     clip: ClipConfig = field(default_factory=ClipConfig)
     num_workers: int = 2
     val_fraction: float = 0.0  # held out of train (stratified) for ensemble-weight search
+    unseen: str = ""  # zero-shot: classes left out of training (names/ids, ntu60-55/5, random:K:SEED); docs/zeroshot.md
     options: dict = field(default_factory=dict)  # passed to the dataset builder
 
 

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader, Sampler
 from recognizer.best_checkpoint import best_summary, is_new_best, usable_for_inference
 from recognizer.checkpoint import atomic_save_array, atomic_torch_save, atomic_write_text
 from recognizer.config import Config, to_yaml
-from recognizer.datasets import DatasetBundle, SkeletonDataset, Split, build_dataset
+from recognizer.datasets import DatasetBundle, SkeletonDataset, Split
+from recognizer.datasets.splits import build_run_dataset
 from recognizer.distributed import all_gather_plain, gather_outputs, sync_batchnorm
 from recognizer.method.corpus import load_corpus
 from recognizer.method.graph import Layout
@@ -171,7 +172,7 @@ class Parts:
 
 
 def build_parts(cfg: Config, env: Env) -> Parts:
-    bundle = build_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+    bundle = build_run_dataset(cfg)  # without the classes of data.unseen (zero-shot), if any
     train_split, val = holdout(bundle.train, cfg.data.val_fraction, cfg.run.seed)
     bundle.train = train_split
     corpus_path = cfg.prompt.corpus or bundle.corpus

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from recognizer.checkpoint import atomic_write_text, checkpoint_layout, load_checkpoint
 from recognizer.config import Config, from_yaml_text
-from recognizer.datasets import DatasetBundle, build_dataset
+from recognizer.datasets import DatasetBundle
+from recognizer.datasets.splits import build_run_dataset
 from recognizer.method.graph import Layout
 from recognizer.method.model import PromptedContrastiveModel
 
@@ -44,9 +45,9 @@ def load_trained(path: str | Path, device: str = "cpu") -> Trained:
 
 
 def dataset_of(trained: Trained, data_root: str | None = None) -> DatasetBundle:
-    """The run's dataset, refused when its skeleton is not the one the checkpoint was trained on."""
+    """The run's dataset (without its unseen classes), refused when its skeleton is not the checkpoint's."""
     cfg = trained.cfg
-    bundle = build_dataset(cfg.data.dataset, data_root or cfg.data.root, **cfg.data.options)
+    bundle = build_run_dataset(cfg, data_root)
     if bundle.layout.parents != trained.layout.parents:
         raise ValueError(f"{data_root or cfg.data.root}: the dataset's layout '{bundle.layout.name}' "
                          f"({bundle.layout.num_joints} joints) differs from the checkpoint's '{trained.layout.name}' "

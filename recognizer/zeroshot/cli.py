@@ -1,0 +1,73 @@
+"""`pcle zeroshot` and `pcle zeroshot-grid`: thin typer wrappers (errors become one clear line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from recognizer.cli import clean_errors, console
+from recognizer.zeroshot.evaluate import METRICS, aggregate
+
+HEADERS = ("ZSL top-1", "ZSL top-5", "GZSL seen", "GZSL unseen", "GZSL H", "base", "new", "base-new H")
+
+
+def _table(title: str, records: list[dict]) -> Table:
+    table = Table(title=title)
+    for col in ("method", "text", "runs", *HEADERS):
+        table.add_column(col, justify="left" if col in ("method", "text") else "right")
+    for row in aggregate(records):
+        cells = [f"{row[m]:.1f}" + ("" if row[f"{m}_std"] is None else f" ± {row[f'{m}_std']:.1f}") for m in METRICS]
+        table.add_row(row["method"], row["text"], str(row["runs"]), *cells)
+    return table
+
+
+def zeroshot_command(
+    runs: list[Path] = typer.Argument(..., help="run folders trained with data.unseen (or folders holding several)"),
+    prompts: str = typer.Option(None, help="prompt corpus for the unseen classes (default: the run's corpus)"),
+    classes: list[str] = typer.Option(None, "--classes", help="evaluate only these unseen classes (names or ids)"),
+    text: list[str] = typer.Option(None, "--text", help="mean | best | name | learned, repeatable "
+                                                        "(default: learned for PCLE runs, mean otherwise)"),
+    gamma: float = typer.Option(0.0, help="GZSL calibrated stacking: subtract this from seen-class cosine scores"),
+    parts: float = typer.Option(0.0, help="weight of the part-description scores (0 = global embedding only)"),
+    template: str = typer.Option("a person is {}.", help="template of text mode 'name'"),
+    out: Path = typer.Option(None, help="also write OUT/zeroshot.{md,csv,json} (mean ± std over the runs)"),
+    data_root: str = typer.Option(None, help="dataset location, if it moved since training"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+) -> None:
+    """ZSL top-1/top-5 on unseen classes, GZSL seen/unseen/H and base-to-new accuracy of trained runs."""
+    from recognizer.zeroshot.evaluate import evaluate_zeroshot, find_runs, write_tables
+
+    with clean_errors():
+        records = []
+        for run in find_runs([str(r) for r in runs]):
+            records += evaluate_zeroshot(run, list(text or []) or None, prompts, list(classes or []), gamma, parts,
+                                         template, data_root, device)
+        unseen = sorted({n for r in records for n in r["unseen_classes"]})
+        console.print(_table(f"zero-shot, {len(records)} evaluation(s); unseen: {', '.join(unseen)}", records))
+        if out:
+            console.print(f"tables: {write_tables(out, records)}")
+
+
+def zeroshot_grid_command(
+    dataset: str = typer.Option(None, help="synthetic | nw-ucla | ntu60-xsub | ... | native"),
+    config: Path = typer.Option(None, help="YAML config applied over the dataset preset"),
+    methods: str = typer.Option("pcke,pcle,gap", help="comma-separated methods"),
+    splits: list[str] = typer.Option(["random:2:0-4"], "--splits", help="unseen specs, repeatable; "
+                                     "random:K:A-B = seeds A..B (e.g. random:2:0-4, ntu60-55/5)"),
+    epochs: int = typer.Option(None, help="override optim.epochs for every run"),
+    set_: list[str] = typer.Option([], "--set", help="override any config key for every run"),
+    gamma: float = typer.Option(0.0, help="GZSL calibrated stacking gamma"),
+    parts: float = typer.Option(0.0, help="weight of the part-description scores"),
+    out: Path = typer.Option(..., help="grid folder: OUT/<method>/<split>/, OUT/zeroshot.{md,csv,json}"),
+    progress: bool = typer.Option(False, help="show progress bars"),
+) -> None:
+    """Train one run per (method, split) with data.unseen, evaluate all, write mean ± std tables; resumes."""
+    from recognizer.zeroshot.grid import parse_methods, run_zeroshot_grid
+
+    with clean_errors():
+        records = run_zeroshot_grid(out, dataset, str(config) if config else None, parse_methods(methods),
+                                    list(splits), epochs, list(set_), gamma, parts, progress, log=console.print)
+        console.print((out / "zeroshot.md").read_text(), markup=False)
+        console.print(f"tables: {out / 'zeroshot.md'}, {out / 'zeroshot.csv'} ({len(records)} evaluations)")

@@ -1,0 +1,187 @@
+"""`pcle zeroshot RUN_DIR...`: ZSL, GZSL and base-to-new numbers of runs trained with `data.unseen`.
+
+For each run: the full test split (seen and unseen classes) goes through the trained skeleton encoder
+once; its global (and part) embeddings are scored against text embeddings of every class, computed
+with the run's own text side in each requested text mode (`recognizer.zeroshot.text`). Several runs
+(e.g. one per random split) are summarised as mean ± sample std per (method, text mode).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recognizer.checkpoint import atomic_write_text
+from recognizer.datasets.splits import keep_classes, resolve_unseen
+from recognizer.zeroshot.metrics import all_metrics
+from recognizer.zeroshot.text import DEFAULT_TEMPLATE, class_text_embeddings, zeroshot_scores
+
+METRICS = ("zsl_top1", "zsl_top5", "gzsl_seen", "gzsl_unseen", "gzsl_h", "base", "new", "base_new_h")
+
+
+@dataclass
+class Embeddings:
+    """The run's skeleton side on the full test split."""
+
+    skel_global: torch.Tensor  # (N, D)
+    skel_parts: torch.Tensor  # (N, 4, D)
+    model_scores: torch.Tensor  # (N, S) the model's own closed-set scores over the seen classes
+    labels: np.ndarray  # (N,) labels over all classes
+
+
+def default_modes(method: str) -> list[str]:
+    return ["learned"] if method == "pcle" else ["mean"]
+
+
+def pick_unseen(unseen: list[int], names: list[str], classes: list[str] | None) -> list[int]:
+    """The unseen ids to evaluate: all of the run's, or the subset named/numbered in `classes`."""
+    if not classes:
+        return unseen
+    lower = {n.lower(): i for i, n in enumerate(names)}
+    out = []
+    for item in (s.strip() for part in classes for s in part.split(",") if s.strip()):
+        i = int(item) if item.isdigit() else lower.get(item.lower(), -1)
+        if i not in unseen:
+            raise ValueError(f"--classes: '{item}' is not an unseen class of this run "
+                             f"(unseen: {', '.join(names[j] for j in unseen)})")
+        out.append(i)
+    return sorted(set(out))
+
+
+@torch.no_grad()
+def embed_test(model, bundle, cfg, device: str) -> Embeddings:
+    from recognizer.train import Env, make_loader_for
+
+    loader = make_loader_for(bundle.test, bundle.layout, cfg, train=False, env=Env(torch.device(device), None))
+    g, p, s, y = [], [], [], []
+    for x, labels, _ in loader:
+        out = model(x.to(device))
+        g.append(out["skel_global"].float().cpu())
+        p.append(out["skel_parts"].float().cpu())
+        s.append(model.scores(out).float().cpu())
+        y.append(labels)
+    return Embeddings(torch.cat(g), torch.cat(p), torch.cat(s), torch.cat(y).numpy())
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Run folders: each path is a run (has checkpoint.pt) or a folder searched for finished runs."""
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "checkpoint.pt").is_file() or p.suffix == ".pt":
+            runs.append(p)
+        elif p.is_dir():
+            found = sorted(c.parent for c in p.rglob("metrics.json") if (c.parent / "checkpoint.pt").is_file())
+            if not found:
+                raise FileNotFoundError(f"{p}: no finished run folders (checkpoint.pt + metrics.json) inside")
+            runs += found
+        else:
+            raise FileNotFoundError(f"{p}: not a run folder")
+    return runs
+
+
+def evaluate_zeroshot(run: str | Path, modes: list[str] | None = None, corpus: str | None = None,
+                      classes: list[str] | None = None, gamma: float = 0.0, parts_weight: float = 0.0,
+                      template: str = DEFAULT_TEMPLATE, data_root: str | None = None,
+                      device: str = "cpu") -> list[dict]:
+    """One record per text mode: the run's ZSL/GZSL/base-to-new numbers; also written to RUN/zeroshot.json."""
+    from recognizer.analysis.evaluate import load_trained
+    from recognizer.datasets import build_dataset
+    from recognizer.method.text_encoder import build_text_encoder
+
+    run = Path(run)
+    trained = load_trained(run, device)
+    cfg, ckpt = trained.cfg, trained.meta
+    if not cfg.data.unseen:
+        raise ValueError(f"{run}: trained on every class (data.unseen is empty): nothing is unseen; train with "
+                         "--set data.unseen=... (docs/zeroshot.md)")
+    bundle = build_dataset(cfg.data.dataset, data_root or cfg.data.root, **cfg.data.options)
+    names = bundle.class_names
+    unseen_all = resolve_unseen(cfg.data.unseen, names)
+    seen = [i for i in range(len(names)) if i not in unseen_all]
+    if [names[i] for i in seen] != trained.class_names:
+        raise ValueError(f"{run}: data.unseen={cfg.data.unseen} no longer gives the classes the run was trained on")
+    unseen = pick_unseen(unseen_all, names, classes)
+    keep = sorted(seen + unseen)
+    bundle.test = keep_classes(bundle.test, keep)  # drop unseen classes not asked for; labels -> positions in keep
+    eval_names = [names[i] for i in keep]
+    unseen_cols = [keep.index(i) for i in unseen]
+    emb = embed_test(trained.model, bundle, cfg, device)
+    encoder = build_text_encoder(cfg.text).to(device)
+    corpus = corpus or cfg.prompt.corpus or bundle.corpus
+    records = []
+    for mode in modes or default_modes(cfg.prompt.method):
+        text = class_text_embeddings(cfg, ckpt, eval_names, mode, corpus, encoder, parts=parts_weight > 0,
+                                     template=template)
+        scores = zeroshot_scores(emb.skel_global, emb.skel_parts, text, parts_weight).numpy()
+        seen_rows = ~np.isin(emb.labels, unseen_cols)
+        seen_pos = np.searchsorted(np.setdiff1d(np.arange(len(keep)), unseen_cols), emb.labels[seen_rows])
+        model_top1 = float((emb.model_scores[seen_rows].argmax(1).numpy() == seen_pos).mean() * 100)
+        records.append({
+            "run": str(run), "method": cfg.method, "dataset": bundle.name, "split": cfg.data.unseen,
+            "text": mode, "parts_weight": parts_weight, "corpus": str(corpus) if mode != "learned" else None,
+            "unseen_classes": [names[i] for i in unseen], **all_metrics(scores, emb.labels, unseen_cols, gamma),
+            "base_model_top1": model_top1,  # the model's own inference (classifier + fusion) on the seen classes
+            "samples_seen": int(seen_rows.sum()), "samples_unseen": int((~seen_rows).sum()),
+        })
+    if run.is_dir():
+        atomic_write_text(run / "zeroshot.json", json.dumps(records, indent=1) + "\n")
+    return records
+
+
+def aggregate(records: list[dict]) -> list[dict]:
+    """Mean and sample std of every metric per (method, text mode), in first-seen order."""
+    rows = []
+    for key in dict.fromkeys((r["method"], r["text"]) for r in records):
+        group = [r for r in records if (r["method"], r["text"]) == key]
+        row = {"method": key[0], "text": key[1], "runs": len(group)}
+        for m in METRICS:
+            vals = np.array([r[m] for r in group], dtype=np.float64)
+            row[m] = float(vals.mean())
+            row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
+        rows.append(row)
+    return rows
+
+
+TEXT_LABELS = {"mean": "corpus synonyms, mean", "best": "corpus synonyms, best-of", "name": "class name only",
+               "learned": "learned context + name"}
+
+
+def to_markdown(records: list[dict], title: str = "Zero-shot") -> str:
+    def cell(row: dict, m: str) -> str:
+        std = row[f"{m}_std"]
+        return f"{row[m]:.1f}" if std is None else f"{row[m]:.1f} ± {std:.1f}"
+
+    splits = list(dict.fromkeys(r["split"] for r in records))
+    gamma = records[0]["gamma"] if records else 0.0
+    lines = [f"# {title}", "", f"Splits ({len(splits)}): {', '.join(splits)}. GZSL calibration gamma = {gamma:g}. "
+             "Cells: mean ± sample std over splits (per-sample top-1 %).", "",
+             "| method | unseen-class text | runs | ZSL top-1 | ZSL top-5 | GZSL seen | GZSL unseen | GZSL H "
+             "| base | new | base-new H |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in aggregate(records):
+        lines.append(f"| {row['method']} | {TEXT_LABELS.get(row['text'], row['text'])} | {row['runs']} | "
+                     + " | ".join(cell(row, m) for m in METRICS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(records: list[dict]) -> str:
+    cols = ["method", "text", "split", *METRICS, "gamma", "parts_weight", "base_model_top1", "samples_seen",
+            "samples_unseen", "run"]
+    lines = [",".join(cols)]
+    for r in records:
+        lines.append(",".join(f"{r[c]:.4f}" if isinstance(r[c], float) else f'"{r[c]}"' if "," in str(r[c])
+                              else str(r[c]) for c in cols))
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(out: str | Path, records: list[dict], title: str = "Zero-shot") -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "zeroshot.md", to_markdown(records, title))
+    atomic_write_text(out / "zeroshot.csv", to_csv(records))
+    atomic_write_text(out / "zeroshot.json", json.dumps(records, indent=1) + "\n")
+    return out / "zeroshot.md"
