@@ -11,7 +11,7 @@ from ke_helpers import NW_UCLA, ROOT, generate, read_jsonl, write_classes
 from typer.testing import CliRunner
 
 from knowledge_engine.cli import app
-from knowledge_engine.testing.fake_server import LLAMA_CPP_FORMATS, Fault, FakeLLMServer
+from knowledge_engine.testing.fake_server import LLAMA_CPP_FORMATS, FakeLLMServer, Fault
 from recognizer.method.corpus import CorpusError, load_corpus
 
 runner = CliRunner()
