@@ -98,6 +98,7 @@ STRUCTURED = typer.Option(None, help="json_schema | json_object | none (default:
 OUT = typer.Option(None, "--out", help="Corpus file (default prompts/generated/<dataset>-<model>.jsonl).")
 CACHE = typer.Option(None, help="Cache file (default prompts/cache/<dataset>-<model>.jsonl).")
 TIMEOUT = typer.Option(120.0, help="Per-call timeout in seconds.")
+COVER_DATASET = typer.Option(None, help="Also check that every class of this dataset has a record.")
 
 
 @app.command()
@@ -194,7 +195,7 @@ def show(corpus: Path, cls: str = typer.Argument(None, metavar="[CLASS]", help="
 @clean_errors
 def validate(
     corpus: Path,
-    dataset: str = typer.Option(None, help="Also check that every class of this dataset has a record."),
+    dataset: str = COVER_DATASET,
     classes: Path = CLASSES,
     strict: bool = typer.Option(False, help="Treat warnings (fallback text) as errors."),
 ) -> None:
@@ -291,7 +292,7 @@ def _dump(obj) -> str:
 @clean_errors
 def lint(
     corpus: Path,
-    dataset: str = typer.Option(None, help="Also check that every class of this dataset has a record."),
+    dataset: str = COVER_DATASET,
     classes: Path = CLASSES,
     threshold: float = typer.Option(0.9, help="Cosine similarity at or above which texts of two classes "
                                     "count as near-duplicates."),
