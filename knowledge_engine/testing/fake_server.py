@@ -8,7 +8,6 @@ request, and measures the highest number of requests it had in flight at once.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,12 +19,18 @@ FAULT_KINDS = ("429", "500", "400", "slow", "malformed", "length", "bad_body", "
 LLAMA_CPP_FORMATS = ("text", "json_object")
 
 
-def llama_cpp_format_error(fmt_type: str) -> dict:
-    """The body of llama-cpp-python's HTTP 500 reply to `response_format: {"type": fmt_type}`."""
-    detail = [{"type": "literal_error", "loc": ("body", "response_format", "type"),
-               "msg": "Input should be 'text' or 'json_object'", "input": fmt_type,
-               "ctx": {"expected": "'text' or 'json_object'"}}]
-    return {"error": {"message": str(detail), "type": "internal_server_error", "param": None, "code": None}}
+def llama_cpp_format_error(fmt_type: str,
+                           app_py: str = "/usr/lib/python3/site-packages/llama_cpp/server/app.py") -> dict:
+    """The body of llama-cpp-python 0.3.36's HTTP 500 reply to `response_format: {"type": fmt_type}`
+    (captured from the real server; `app_py` is where the server's app.py is installed)."""
+    detail = {"type": "literal_error", "loc": ("body", "response_format", "type"),
+              "msg": "Input should be 'text' or 'json_object'", "input": fmt_type,
+              "ctx": {"expected": "'text' or 'json_object'"}}
+    message = (f"1 validation error:\n  {detail}\n\n  File \"{app_py}\", line 376, in create_chat_completion\n"
+               "    POST /v1/chat/completions")
+    return {"error": {"message": message, "type": "internal_server_error", "param": None, "code": None}}
+
+
 _ACTION = re.compile(r'action "([^"]+)"')
 
 

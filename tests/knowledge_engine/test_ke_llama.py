@@ -8,6 +8,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from ke_helpers import read_jsonl, write_classes
@@ -65,7 +66,10 @@ def test_fake_server_emulates_llama_cpp_format_rejection_exactly(llama_server):
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=60)
     assert info.value.code == 500
-    assert json.loads(info.value.read()) == json.loads(json.dumps(llama_cpp_format_error("json_schema")))
+    import llama_cpp
+
+    app_py = str(Path(llama_cpp.__file__).parent / "server" / "app.py")
+    assert json.loads(info.value.read()) == json.loads(json.dumps(llama_cpp_format_error("json_schema", app_py)))
 
 
 def test_real_llama_cpp_server_is_negotiated_and_writes_a_corpus(llama_server, tmp_path):
