@@ -8,6 +8,7 @@ request, and measures the highest number of requests it had in flight at once.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
