@@ -34,14 +34,14 @@ def test_embedded_model_writes_a_valid_corpus_and_caches_it(tmp_path):
     args = ["generate", "--classes", str(classes), "--out", str(out), "--cache", str(cache), "--n", "1",
             "--invalid-retries", "0", "--max-tokens", "160", "--no-progress"]
     res = CliRunner().invoke(app, args, env={"OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""})
-    assert res.exit_code == 0, res.output
+    assert res.exit_code in (0, 3), res.output  # 3: the tiny model's reply fell back, and it says so
     (rec,) = load_corpus(out, ["sit down"])
     assert rec.source == "generated" and rec.model.endswith(".gguf")
     rows = read_jsonl(cache)
     assert len(rows) == 2 and all(r["request"]["backend"] == "llama" for r in rows)
     assert all(r["raw"] or r["rejected"] for r in rows)  # the raw replies are kept either way
     res = CliRunner().invoke(app, args, env={"OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""})
-    assert res.exit_code == 0 and len(read_jsonl(cache)) == 2  # warm cache: nothing new
+    assert res.exit_code in (0, 3) and len(read_jsonl(cache)) == 2  # warm cache: nothing new
 
 
 @pytest.fixture(scope="module")
