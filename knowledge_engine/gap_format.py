@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from knowledge_engine.assemble import content_hash, norm_name
+from knowledge_engine.assemble import content_hash, norm_name, read_text, refuse_curated
 from knowledge_engine.errors import KnowledgeEngineError
 from recognizer.method.corpus import PART_NAMES, ClassPrompts, dump_record, validate_record
 
@@ -22,6 +22,8 @@ def _clean(text: str, sep: str) -> str:
 
 
 def export_gap(records: list[dict], synonyms_path: Path, parts_path: Path) -> None:
+    refuse_curated(synonyms_path)
+    refuse_curated(parts_path)
     records = sorted(records, key=lambda r: r["class_id"])
     syn_lines = [", ".join(" ".join(s.replace(",", " ").split()) for s in r["synonyms"]) for r in records]
     part_lines = [";".join([_clean(r["name"], ";"), *(_clean(r["parts"][p], ";") for p in PART_NAMES)])
@@ -33,7 +35,7 @@ def export_gap(records: list[dict], synonyms_path: Path, parts_path: Path) -> No
 def _lines(path: Path) -> list[str]:
     if not path.is_file():
         raise KnowledgeEngineError(f"{path}: file not found")
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line for line in read_text(path).splitlines() if line.strip()]
 
 
 def import_gap(synonyms_path: Path, parts_path: Path, class_names: list[str] | None = None) -> list[dict]:

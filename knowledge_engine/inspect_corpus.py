@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from knowledge_engine.assemble import content_hash, norm_name
+from knowledge_engine.assemble import content_hash, norm_name, read_text
 from knowledge_engine.errors import KnowledgeEngineError
 from recognizer.method.corpus import PART_NAMES, CorpusError, validate_record
 
@@ -26,7 +26,7 @@ class Finding:
 def read_lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise KnowledgeEngineError(f"{path}: corpus file not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     return [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
 
 
@@ -71,11 +71,15 @@ def validate_corpus(path: Path, class_names: list[str] | None = None) -> list[Fi
             findings.append(Finding("error", where, str(e).removeprefix(f"{where}: ")))
             continue
         records.append((where, rec))
-        findings += _record_findings(where, rec)
     if not records and not findings:
         findings.append(Finding("error", str(path), "corpus is empty"))
-    findings += _cross_findings(records, class_names, path)
-    return findings
+    return findings + check_records(records, class_names, path)
+
+
+def check_records(records: list[tuple[str, dict]], class_names: list[str] | None, path: Path) -> list[Finding]:
+    """The content checks of schema-valid records (`where`, record): `validate` and `edit` share them."""
+    findings = [f for where, rec in records for f in _record_findings(where, rec)]
+    return findings + _cross_findings(records, class_names, path)
 
 
 def _record_findings(where: str, rec: dict) -> list[Finding]:

@@ -9,15 +9,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from knowledge_engine.assemble import assemble, keep_edits, write_atomic
+from knowledge_engine.assemble import assemble, keep_edits, refuse_curated, write_atomic
 from knowledge_engine.backends import BackendConfig, make_backend
-from knowledge_engine.backends.base import Backend, Sampling
-from knowledge_engine.cache import Cache
+from knowledge_engine.backends.base import Backend, Call, Sampling
+from knowledge_engine.cache import Cache, acquire, cache_lock
 from knowledge_engine.classes import class_file, load_classes
-from knowledge_engine.errors import KnowledgeEngineError
-from knowledge_engine.generate import RunConfig, Stats, build_requests, fetch
+from knowledge_engine.generate import Request, RunConfig, Stats, build_requests, estimate_tokens, fetch, missing
 from knowledge_engine.templates import DEFAULT_TEMPLATES, load_templates
-from recognizer.method.corpus import CURATED, PROMPTS_DIR
+from recognizer.method.corpus import PROMPTS_DIR
 
 GENERATED_DIR = PROMPTS_DIR / "generated"
 CACHE_DIR = PROMPTS_DIR / "cache"
@@ -34,6 +33,7 @@ class GenerateOptions:
     out: Path | None = None
     cache: Path | None = None
     overwrite_edits: bool = False
+    dry_run: bool = False  # count the requests that would be sent; send nothing, write nothing
 
 
 @dataclass
@@ -45,6 +45,8 @@ class GenerateResult:
     kept_edits: list[str]
     fallback: dict[str, list[str]]
     cache_warnings: list[str]
+    negotiation: list[str] = field(default_factory=list)
+    dry_run: dict | None = None  # the plan, for --dry-run
 
 
 def model_slug(model: str) -> str:
@@ -61,9 +63,7 @@ def default_paths(opts: GenerateOptions, backend: Backend) -> tuple[Path, Path]:
     stem = f"{dataset_name(opts)}-{model_slug(backend.model)}"
     out = Path(opts.out) if opts.out else GENERATED_DIR / f"{stem}.jsonl"
     cache = Path(opts.cache) if opts.cache else CACHE_DIR / f"{stem}.jsonl"
-    if out.resolve() in {p.resolve() for p in CURATED.values()}:
-        raise KnowledgeEngineError(
-            f"{out}: that is a curated corpus; generated corpora go under {GENERATED_DIR}")
+    refuse_curated(out)
     return out, cache
 
 
@@ -75,16 +75,59 @@ def plan(opts: GenerateOptions, backend: Backend):
 
 def generate_corpus(opts: GenerateOptions, console: Console | None = None,
                     backend: Backend | None = None) -> GenerateResult:
+    """Holds the cache lock for the whole run: a concurrent run on the same cache waits, then finds
+    every reply cached instead of sending each request a second time."""
     backend = backend or make_backend(opts.backend)
     classes, requests = plan(opts, backend)
     out, cache_path = default_paths(opts, backend)
-    cache = Cache.open(cache_path)
-    stats = asyncio.run(fetch(requests, backend, cache, opts.run, console))
-    records = assemble(classes, requests, cache, backend.model)
-    records, kept = keep_edits(records, out, opts.overwrite_edits)
-    write_atomic(out, records)
+    lock = cache_lock(cache_path)
+    acquire(lock, lambda: console and console.print(f"waiting for another run that holds {lock.lock_file}",
+                                                    highlight=False, markup=False))
+    try:
+        cache = Cache.open(cache_path)
+        if opts.dry_run:
+            return _dry_run(opts, out, cache, requests, backend)
+        _recall_structured(cache, backend)
+        stats = asyncio.run(fetch(requests, backend, cache, opts.run, console))
+        if backend.negotiation:
+            cache.set_meta(_structured_key(backend), {"accepted": backend.active_structured,
+                                                      "log": list(backend.negotiation)})
+        records = assemble(classes, requests, cache, backend.model)
+        records, kept = keep_edits(records, out, opts.overwrite_edits)
+        write_atomic(out, records)
+    finally:
+        lock.release()
     fallback = {r["name"]: r["fallback"] for r in records if r.get("fallback") and not r.get("edited")}
-    return GenerateResult(out, cache_path, stats, records, kept, fallback, cache.warnings)
+    stats.classes, stats.fell_back = len(records), len(fallback)
+    return GenerateResult(out, cache_path, stats, records, kept, fallback, cache.warnings,
+                          list(backend.negotiation))
+
+
+def _structured_key(backend: Backend) -> str:
+    return f"structured:{backend.kind}:{backend.endpoint}:{backend.structured}"
+
+
+def _recall_structured(cache: Cache, backend: Backend) -> None:
+    """Start in the structured-output mode this server accepted last time (no rejected call first)."""
+    meta = cache.meta(_structured_key(backend))
+    if meta is not None and backend.endpoint:
+        backend.active_structured = meta["value"]["accepted"]
+
+
+def _dry_run(opts: GenerateOptions, out: Path, cache: Cache, requests: list[Request],
+             backend: Backend) -> GenerateResult:
+    todo = missing(requests, cache, opts.run.retry_invalid)
+    calls = [estimate_tokens(_first_call(r)) for r in todo]
+    plan_ = {"requests": len(requests), "cached": len(requests) - len(todo), "to_send": len(todo),
+             "classes": len({r.class_id for r in todo}), "worst_case_tokens": sum(calls),
+             "backend": backend.kind, "model": backend.model}
+    stats = Stats(requests=len(requests), cached=len(requests) - len(todo))
+    asyncio.run(backend.aclose())
+    return GenerateResult(out, cache.path, stats, [], [], {}, cache.warnings, dry_run=plan_)
+
+
+def _first_call(req: Request) -> Call:
+    return Call(req.template.messages(req.class_name), req.sampling, req.template.schema)
 
 
 def regenerate_in_memory(opts: GenerateOptions) -> list[dict]:
@@ -92,4 +135,4 @@ def regenerate_in_memory(opts: GenerateOptions) -> list[dict]:
     backend = make_backend(opts.backend)
     classes, requests = plan(opts, backend)
     _, cache_path = default_paths(opts, backend)
-    return assemble(classes, requests, Cache.open(cache_path), backend.model)
+    return assemble(classes, requests, Cache.open(cache_path, compact=False), backend.model)

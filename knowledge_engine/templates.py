@@ -22,6 +22,7 @@ TEMPLATES_DIR = PROMPTS_DIR / "templates"
 DEFAULT_TEMPLATES = ("synonyms", "parts")
 _FIELDS = {"synonyms", "parts", "description"}
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_FENCE_ANYWHERE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 _PART_KEYS = ("head", "hands", "arms", "hips", "legs", "feet")
 _PLACEHOLDERS = {"...", "…", "string", "text", "none", "n/a", "null"}
 
@@ -65,16 +66,33 @@ class Template:
 
 
 def _load_json(text: str | None) -> object:
+    """The reply's JSON: the whole text, a fenced block, or failing those the first JSON object in
+    prose (servers without structured output answer "Sure! Here it is: {...}")."""
     if text is None or not text.strip():
         raise InvalidReply("empty reply")
     body = text.strip()
-    fenced = _FENCE.match(body)
+    fenced = _FENCE.match(body) or _FENCE_ANYWHERE.search(body)
     if fenced:
         body = fenced.group(1)
     try:
         return json.loads(body)
     except json.JSONDecodeError as e:
-        raise InvalidReply(f"not valid JSON ({e.msg} at column {e.colno})") from None
+        found = _first_object(body)
+        if found is None:
+            raise InvalidReply(f"not valid JSON ({e.msg} at column {e.colno})") from None
+        return found
+
+
+def _first_object(text: str) -> dict | None:
+    decoder = json.JSONDecoder()
+    for m in re.finditer(r"\{", text):
+        try:
+            obj, _ = decoder.raw_decode(text, m.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
 
 
 def _canon(text: str) -> str:
@@ -109,6 +127,8 @@ def load_template(ref: str) -> Template:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise KnowledgeEngineError(f"{path}: not valid YAML ({e})") from None
+    except UnicodeDecodeError:
+        raise KnowledgeEngineError(f"{path}: not UTF-8 text") from None
     return _from_dict(raw, path)
 
 

@@ -62,5 +62,6 @@ def make_backend(cfg: BackendConfig) -> Backend:
     from knowledge_engine.backends.llama_cpp import LlamaCppBackend, LlamaServerBackend
 
     if kind == "llama-server":
-        return LlamaServerBackend(model_path=cfg.model, timeout=cfg.timeout)
+        return LlamaServerBackend(model_path=cfg.model, timeout=cfg.timeout,
+                                  structured=cfg.structured or "json_object")
     return LlamaCppBackend(model_path=cfg.model, structured=cfg.structured or "json_object")

@@ -41,6 +41,7 @@ class Choice:
 class Completion:
     choices: list[Choice]
     usage: dict[str, int] = field(default_factory=dict)
+    pause_s: float | None = None  # the server's rate-limit headers ask to hold off new calls this long
 
 
 class TransientError(Exception):
@@ -63,6 +64,18 @@ class Backend(abc.ABC):
     structured: str = "none"
     # Upper bound on useful concurrent calls (None: as many as the caller allows).
     max_concurrency: int | None = None
+    # The structured-output mode in use; differs from `structured` (the requested mode, part of the
+    # cache key) after a server rejected it. `negotiation` says what was rejected and why.
+    negotiation: list[str] | tuple[str, ...] = ()
+    endpoint: str = ""  # identifies the server for the negotiation record in the cache
+
+    @property
+    def active_structured(self) -> str:
+        return self.__dict__.get("_active_structured", self.structured)
+
+    @active_structured.setter
+    def active_structured(self, mode: str) -> None:
+        self.__dict__["_active_structured"] = mode
 
     @abc.abstractmethod
     async def complete(self, call: Call) -> Completion:

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -93,44 +94,79 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_llama_server(model_path: Path, port: int, timeout: float = 60.0) -> subprocess.Popen:
-    """Start `python -m llama_cpp.server` on 127.0.0.1 and wait until it answers /v1/models."""
+def server_log_path(port: int) -> Path:
+    """Where the child server's output goes: a file, never a pipe nobody reads (a full pipe blocks it)."""
+    folder = Path(tempfile.gettempdir()) / "pcle-llama-server"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"server-{port}.log"
+
+
+def _log_tail(log: Path, chars: int = 400) -> str:
+    try:
+        return " ".join(log.read_text(encoding="utf-8", errors="replace")[-chars:].split())
+    except OSError:
+        return ""
+
+
+def start_llama_server(model_path: Path, port: int, timeout: float = 60.0,
+                       log: Path | None = None) -> subprocess.Popen:
+    """Start `python -m llama_cpp.server` on 127.0.0.1 and wait until it answers /v1/models.
+
+    Its stdout and stderr go to `log` (default `server_log_path(port)`), which errors point to."""
+    log = log or server_log_path(port)
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
            "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log, "wb") as sink:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-300:] if proc.stderr else ""
-            raise FatalBackendError(f"llama.cpp server exited (code {proc.returncode}); "
-                                    f"it needs `pip install 'llama-cpp-python[server]'`: {err}")
+            raise FatalBackendError(f"llama.cpp server exited (code {proc.returncode}); it needs "
+                                    f"`pip install 'llama-cpp-python[server]'`; log {log}: {_log_tail(log)}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1):
                 return proc
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise FatalBackendError(f"llama.cpp server did not answer on 127.0.0.1:{port} within {timeout:.0f} s")
+    proc.wait()
+    raise FatalBackendError(f"llama.cpp server did not answer on 127.0.0.1:{port} within {timeout:.0f} s "
+                            f"(log {log}: {_log_tail(log)})")
 
 
 class LlamaServerBackend(OpenAICompatBackend):
-    """llama.cpp's OpenAI-compatible server as a child process, driven over HTTP."""
+    """llama.cpp's OpenAI-compatible server as a child process, driven over HTTP. The server starts
+    on the first call (so `--dry-run` starts nothing) and stops in `aclose`."""
 
     kind = "llama-server"
+    max_concurrency = 1  # the server decodes one request at a time; queued calls would only time out
 
-    def __init__(self, model_path: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(self, model_path: str | None = None, timeout: float = 120.0,
+                 structured: str = "json_object") -> None:
         if importlib.util.find_spec("llama_cpp") is None:
             raise FatalBackendError(_MISSING)
-        path = _model_path(model_path)
-        port = free_port()
-        self._proc = start_llama_server(path, port)
-        super().__init__(base_url=f"http://127.0.0.1:{port}/v1", model=path.name, timeout=timeout,
-                         structured="json_object")
+        self._path = _model_path(model_path)
+        self._port = free_port()
+        self._proc: subprocess.Popen | None = None
+        self._starting: asyncio.Lock | None = None
+        super().__init__(base_url=f"http://127.0.0.1:{self._port}/v1", model=self._path.name, timeout=timeout,
+                         structured=structured)
+
+    async def complete(self, call: Call) -> Completion:
+        if self._proc is None:
+            self._starting = self._starting or asyncio.Lock()
+            async with self._starting:
+                if self._proc is None:
+                    self._proc = await asyncio.to_thread(start_llama_server, self._path, self._port)
+        return await super().complete(call)
 
     async def aclose(self) -> None:
         await super().aclose()
+        if self._proc is None:
+            return
         self._proc.terminate()
         try:
             self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self._proc.kill()
+            self._proc.wait()

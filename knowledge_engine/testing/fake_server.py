@@ -14,7 +14,24 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULT_KINDS = ("429", "500", "slow", "malformed", "length", "bad_body")
+FAULT_KINDS = ("429", "500", "400", "slow", "malformed", "length", "bad_body", "prose")
+# What llama-cpp-python's server (0.3.x) sends back for a `response_format` type it does not know:
+# its route handler turns FastAPI's validation error into an OpenAI-style error with status 500.
+LLAMA_CPP_FORMATS = ("text", "json_object")
+
+
+def llama_cpp_format_error(fmt_type: str,
+                           app_py: str = "/usr/lib/python3/site-packages/llama_cpp/server/app.py") -> dict:
+    """The body of llama-cpp-python 0.3.36's HTTP 500 reply to `response_format: {"type": fmt_type}`
+    (captured from the real server; `app_py` is where the server's app.py is installed)."""
+    detail = {"type": "literal_error", "loc": ("body", "response_format", "type"),
+              "msg": "Input should be 'text' or 'json_object'", "input": fmt_type,
+              "ctx": {"expected": "'text' or 'json_object'"}}
+    message = (f"1 validation error:\n  {detail}\n\n  File \"{app_py}\", line 376, in create_chat_completion\n"
+               "    POST /v1/chat/completions")
+    return {"error": {"message": message, "type": "internal_server_error", "param": None, "code": None}}
+
+
 _ACTION = re.compile(r'action "([^"]+)"')
 
 
@@ -39,6 +56,7 @@ class Seen:
     fault: str | None
     authorization: str | None
     time: float = field(default_factory=time.monotonic)
+    response_format: str | None = None  # the request's response_format type
 
 
 def template_kind(text: str) -> str:
@@ -62,8 +80,12 @@ def reply_content(class_name: str, template: str, seed: int, index: int) -> dict
 
 class FakeLLMServer:
     def __init__(self, latency: float = 0.0, ignore_n: bool = False, faults: list[Fault] | None = None,
-                 model: str = "fake-model") -> None:
+                 model: str = "fake-model", formats: tuple[str, ...] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.latency = latency
+        # response_format types accepted (None: all); others get llama.cpp's HTTP 500 (LLAMA_CPP_FORMATS)
+        self.formats = formats
+        self.headers = dict(headers or {})  # sent with every successful reply (rate-limit headers)
         self.ignore_n = ignore_n
         self.faults = list(faults or [])
         self.model = model
@@ -162,10 +184,14 @@ class _Handler(BaseHTTPRequestHandler):
         template = template_kind(user)
         fault = state.take_fault(name, template)
         n = int(body.get("n") or 1)
+        fmt = (body.get("response_format") or {}).get("type")
         state.record(Seen(name, template, n, body.get("seed"), fault.kind if fault else None,
-                          self.headers.get("Authorization")))
+                          self.headers.get("Authorization"), response_format=fmt))
         if state.latency:
             time.sleep(state.latency)
+        if fmt is not None and state.formats is not None and fmt not in state.formats:
+            self._send(500, llama_cpp_format_error(fmt))
+            return
         if fault is not None and self._fault(fault):
             return
         count = 1 if state.ignore_n else n
@@ -176,7 +202,9 @@ class _Handler(BaseHTTPRequestHandler):
             contents = ["Sure! Here is the JSON: {synonyms: [oops"] * count
         if fault is not None and fault.kind == "length":
             contents, finish = [c[: len(c) // 2] for c in contents], "length"
-        self._send(200, _completion(state.model, contents, finish, user))
+        if fmt is None or (fault is not None and fault.kind == "prose"):  # no JSON mode: chatty answers
+            contents = [f"Sure! Here is the JSON you asked for:\n```json\n{c}\n```\nHope it helps." for c in contents]
+        self._send(200, _completion(state.model, contents, finish, user), state.headers)
 
     def _fault(self, fault: Fault) -> bool:
         """Answer with the fault; True when the reply has been sent."""
@@ -186,6 +214,10 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if fault.kind == "500":
             self._send(500, {"error": {"message": "internal error", "type": "server_error"}})
+            return True
+        if fault.kind == "400":
+            self._send(400, {"error": {"message": "This model's maximum context length is 8 tokens",
+                                       "type": "invalid_request_error"}})
             return True
         if fault.kind == "slow":
             time.sleep(fault.delay)

@@ -66,6 +66,17 @@ def validate_record(record: object, where: str) -> None:
         raise CorpusError(f"{where}: field '{field}': {err.message}")
 
 
+def read_utf8(path: Path) -> str:
+    """The file as UTF-8 text; a CorpusError naming the file, line and byte when it is not UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise CorpusError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                          "save the file as UTF-8") from None
+
+
 def parse_line(line: str, where: str) -> ClassPrompts:
     try:
         record = json.loads(line)
@@ -95,7 +106,7 @@ def load_corpus(path: str | Path, class_names: list[str] | None = None) -> list[
     if not path.is_file():
         raise CorpusError(f"{path}: corpus file not found")
     records: list[ClassPrompts] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_utf8(path).splitlines(), start=1):
         if line.strip():
             records.append(parse_line(line, f"{path}:{lineno}"))
     if not records:

@@ -1,0 +1,171 @@
+"""`pcle prompts lint CORPUS`: what a person should read before hand-editing a corpus.
+
+On top of `validate`'s checks (schema, blanks, duplicate synonyms, synonyms naming another class):
+classes that fell back to generic text, near-duplicate synonyms or descriptions across classes
+(cosine similarity of the configured text encoder's embeddings at or above a threshold), identical
+part texts across classes, copies or near-copies of a template's example, and texts too short or
+too long to describe an action. Errors are things the recognizer should not be trained on;
+warnings are worth a look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from knowledge_engine.assemble import norm_name
+from knowledge_engine.errors import KnowledgeEngineError
+from knowledge_engine.inspect_corpus import load_records, validate_corpus
+from knowledge_engine.templates import TEMPLATES_DIR, load_template
+from recognizer.method.corpus import PART_NAMES
+
+# Word counts outside these bounds are flagged (a synonym is a short name; a part text is a phrase).
+LENGTHS = {"synonym": (1, 12), "part": (3, 40), "description": (4, 60)}
+
+
+@dataclass(frozen=True)
+class LintOptions:
+    threshold: float = 0.9  # cosine similarity at or above which two texts count as near-duplicates
+    encoder: str = "minilm"  # text encoder kind (recognizer TextConfig.encoder); "none" skips embeddings
+    encoder_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Issue:
+    level: str  # error | warning
+    check: str
+    where: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def lint_corpus(path: Path, opts: LintOptions = LintOptions(), class_names: list[str] | None = None) -> list[Issue]:
+    """All issues of a corpus, errors first. A corpus whose records cannot be read gets only
+    `validate`'s findings (fix those first)."""
+    issues = [Issue(f.level, "validate", f.where, f.message) for f in validate_corpus(path, class_names)
+              if "fallback text" not in f.message]  # reported below, per class
+    try:
+        records = load_records(path)
+    except KnowledgeEngineError:
+        return _sorted(issues)
+    issues += fallback_issues(records) + identical_part_issues(records) + length_issues(records)
+    issues += example_copy_issues(records, template_examples())
+    if opts.encoder != "none":
+        issues += similarity_issues(records, opts)
+    return _sorted(issues)
+
+
+def _sorted(issues: list[Issue]) -> list[Issue]:
+    return sorted(issues, key=lambda i: (i.level != "error", i.check, i.where))
+
+
+def _label(rec: dict) -> str:
+    return f"class {rec['class_id']} {rec['name']!r}"
+
+
+def fallback_issues(records: list[dict]) -> list[Issue]:
+    return [Issue("warning", "fallback", _label(r), f"{', '.join(r['fallback'])} are generic fallback text "
+                  "(the LLM gave no valid reply)") for r in records if r.get("fallback")]
+
+
+def identical_part_issues(records: list[dict]) -> list[Issue]:
+    """The same part text for two classes: the recognizer cannot tell them apart by that part."""
+    out = []
+    for part in PART_NAMES:
+        seen: dict[str, dict] = {}
+        for r in records:
+            key = " ".join(r["parts"][part].lower().split())
+            if key in seen:
+                out.append(Issue("warning", "identical-part", _label(r),
+                                 f"{part}: same text as {_label(seen[key])}: {r['parts'][part]!r}"))
+            else:
+                seen[key] = r
+    return out
+
+
+def length_issues(records: list[dict]) -> list[Issue]:
+    out = []
+    for r in records:
+        texts = [("synonym", s) for s in r["synonyms"]] + [("part", r["parts"][p]) for p in PART_NAMES]
+        for kind, text in texts + [("description", r["description"])]:
+            low, high = LENGTHS[kind]
+            words = len(text.split())
+            if words < low or words > high:
+                what = "too short" if words < low else "too long"
+                out.append(Issue("warning", "length", _label(r),
+                                 f"{kind} {what} ({words} words, expected {low}-{high}): {text[:80]!r}"))
+    return out
+
+
+def template_examples() -> set[str]:
+    """Example values of the shipped templates (models like to copy them)."""
+    values: set[str] = set()
+    for path in sorted(TEMPLATES_DIR.glob("*.yaml")):
+        values |= {norm_name(v) for v in load_template(str(path)).example_values}
+    return values
+
+
+def example_copy_issues(records: list[dict], examples: set[str]) -> list[Issue]:
+    out = []
+    for r in records:
+        texts = [*r["synonyms"], r["description"], *(r["parts"][p] for p in PART_NAMES)]
+        for text in texts:
+            if norm_name(text) in examples and norm_name(text) != norm_name(r["name"]):
+                out.append(Issue("error", "example-copy", _label(r), f"copies a template's example: {text!r}"))
+    return out
+
+
+def similarity_issues(records: list[dict], opts: LintOptions) -> list[Issue]:
+    """Near-duplicate synonyms and descriptions across classes, by embedding cosine similarity."""
+    syn = [(r, s) for r in records for s in dict.fromkeys(norm_name(x) for x in r["synonyms"])]
+    desc = [(r, r["description"]) for r in records]
+    return (_near_pairs(syn, opts, "near-duplicate-synonym", "synonym")
+            + _near_pairs(desc, opts, "near-duplicate-description", "description"))
+
+
+def _near_pairs(items: list[tuple[dict, str]], opts: LintOptions, check: str, what: str) -> list[Issue]:
+    if len(items) < 2:
+        return []
+    sims = _cosine([t for _, t in items], opts)
+    out = []
+    for i in range(len(items)):
+        for j in range(i + 1, len(items)):
+            (ra, a), (rb, b) = items[i], items[j]
+            if ra["class_id"] != rb["class_id"] and sims[i][j] >= opts.threshold:
+                out.append(Issue("warning", check, _label(rb), f"{what} {b!r} is close to {a!r} of {_label(ra)} "
+                                 f"(cosine {sims[i][j]:.2f})"))
+    return out
+
+
+def _cosine(texts: list[str], opts: LintOptions) -> list[list[float]]:
+    import torch
+
+    from recognizer.method.text_encoder import TextConfig
+
+    encoder = _encoder(TextConfig(encoder=opts.encoder, path=opts.encoder_path))
+    with torch.no_grad():
+        emb = torch.nn.functional.normalize(encoder.encode(texts).float(), dim=-1)
+    return (emb @ emb.T).tolist()
+
+
+_ENCODERS: dict = {}
+
+
+def _encoder(cfg):
+    """One encoder per kind and path per process (loading MiniLM takes seconds)."""
+    from recognizer.method.text_encoder import build_text_encoder
+
+    key = (cfg.encoder, cfg.path)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = build_text_encoder(cfg)
+    return _ENCODERS[key]
+
+
+def counts(issues: list[Issue]) -> dict[str, int]:
+    out: dict[str, int] = {"errors": 0, "warnings": 0}
+    for i in issues:
+        out["errors" if i.level == "error" else "warnings"] += 1
+        out[i.check] = out.get(i.check, 0) + 1
+    return out
