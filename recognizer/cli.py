@@ -188,13 +188,16 @@ def tsne_command(
     seed: int = typer.Option(0, help="t-SNE and subsampling seed"),
     data_root: str = typer.Option(None, help="dataset location, if it moved since training"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
+    embedding: str = typer.Option("global", help="global: skel_global (before the interaction) | after: the "
+                                                 "skeleton tokens after bridger + cross-modality attention"),
 ) -> None:
     """The paper's Fig. 2: t-SNE of skeleton embeddings (dots) and class text embeddings (diamonds)."""
     from recognizer.analysis.tsne import tsne_figure
 
     with clean_errors():
         target = out or Path(runs[0]) / "report" / "tsne.png"
-        summary = tsne_figure([str(r) for r in runs], classes, target, per_class, seed, data_root, device)
+        summary = tsne_figure([str(r) for r in runs], classes, target, per_class, seed, data_root, device,
+                              embedding)
         table = Table(title=f"t-SNE of {len(summary['classes'])} classes -> {summary['figure']}")
         for col in ("run", "method", "clips", "acc. on shown", "silhouette (embedding, cosine)",
                     "silhouette (t-SNE 2-D)"):

@@ -1,8 +1,12 @@
 """The paper's Fig. 2: t-SNE of skeleton embeddings (dots) and class text embeddings (diamonds).
 
 For each run: the test clips of the chosen classes go through the trained model (checkpoint only,
-no text encoder); the skeleton embedding is the model's `skel_global` (B, D) and the class text
-embedding is the checkpoint's `class_text` (C, D). Both are L2-normalised (the model compares
+no text encoder); the skeleton embedding is the model's `skel_global` (B, D), the one the
+contrastive loss aligns before the interaction (`--embedding global`), or `skel_after` (B, D), the
+mean of the skeleton tokens after the bridger and cross-modality attention (`--embedding after`,
+PCKE/PCLE only; a run without interaction falls back to `skel_global` and says so). The class text
+embedding is the checkpoint's `class_text` (C, D) in both (after the interaction the text is refined
+per sample, so there is no single class point to draw). Both are L2-normalised (the model compares
 them by cosine) and embedded *jointly* by one scikit-learn t-SNE, so the diamonds sit in the same
 2-D space as the dots. Misclassified clips (argmax over all classes != true class) are grey.
 
@@ -40,8 +44,12 @@ class Embedded:
 
 
 @torch.no_grad()
-def embed_run(run: str | Path, data_root: str | None = None, device: str = "cpu") -> Embedded:
-    """Test-split skeleton embeddings, predictions and the stored class text of a trained run."""
+def embed_run(run: str | Path, data_root: str | None = None, device: str = "cpu",
+              embedding: str = "global") -> Embedded:
+    """Test-split skeleton embeddings (`global` or `after` the interaction), predictions and the stored
+    class text of a trained run."""
+    if embedding not in ("global", "after"):
+        raise ValueError(f"--embedding must be global or after, not '{embedding}'")
     from recognizer.analysis.evaluate import dataset_of, load_trained
     from recognizer.train import Env, make_loader_for
 
@@ -52,12 +60,16 @@ def embed_run(run: str | Path, data_root: str | None = None, device: str = "cpu"
     env = Env(torch.device(device), None)
     loader = make_loader_for(bundle.test, trained.layout, cfg, train=False, env=env)
     skel, labels, pred = [], [], []
+    key = "skel_after" if embedding == "after" and model.interacts else "skel_global"
     for x, y, _ in loader:
         out = model(x.to(device))
-        skel.append(out["skel_global"].float().cpu())
+        skel.append(out[key].float().cpu())
         pred.append(model.scores(out).argmax(1).cpu())
         labels.append(y)
     name = run.name if run.is_dir() else run.parent.name
+    name += "" if key == "skel_global" or embedding == "global" else " (after interaction)"
+    if embedding == "after" and key == "skel_global":
+        name += " (no interaction: global)"
     return Embedded(name, cfg.method, trained.class_names, torch.cat(skel).numpy(), torch.cat(labels).numpy(),
                     torch.cat(pred).numpy(), model.class_text.float().cpu().numpy())
 
@@ -179,11 +191,11 @@ def plot(panels: list[tuple[Embedded, dict]], classes: list[int], path: str | Pa
 
 
 def tsne_figure(runs: list[str | Path], classes: list[str] | None, out: str | Path, per_class: int = 100,
-                seed: int = 0, data_root: str | None = None, device: str = "cpu") -> dict:
+                seed: int = 0, data_root: str | None = None, device: str = "cpu", embedding: str = "global") -> dict:
     """Draw the figure for one or more runs side by side; writes OUT (png) and OUT.json (numbers)."""
     if not runs:
         raise ValueError("give at least one run folder")
-    embedded = [embed_run(r, data_root, device) for r in runs]
+    embedded = [embed_run(r, data_root, device, embedding) for r in runs]
     ids = pick_classes(classes, embedded[0].class_names)
     chosen = [embedded[0].class_names[i] for i in ids]
     for emb in embedded[1:]:
@@ -194,7 +206,9 @@ def tsne_figure(runs: list[str | Path], classes: list[str] | None, out: str | Pa
     summary = {
         "figure": str(path),
         "classes": chosen,
-        "silhouette_note": "silhouette of skel_global by true class: 'embedding' = cosine distance in the "
+        "embedding": embedding,
+        "silhouette_note": f"silhouette of the {embedding} skeleton embedding by true class: 'embedding' = cosine "
+                           "distance in the "
                            "D-dim embedding space, 'tsne' = Euclidean in the 2-D t-SNE plane",
         "runs": [{"run": str(r), "name": emb.name, "method": emb.method, "samples": res["samples"],
                   "accuracy_on_shown": res["accuracy"], "silhouette_embedding": res["silhouette_embedding"],

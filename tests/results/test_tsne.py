@@ -31,6 +31,21 @@ def test_two_runs_side_by_side(tiny_run, tmp_path):
     assert summary["runs"][0]["silhouette_embedding"] == summary["runs"][1]["silhouette_embedding"]
 
 
+def test_after_interaction_embedding_is_its_own_space(tiny_run, tmp_path):
+    from recognizer.analysis.tsne import embed_run
+
+    before, after = embed_run(tiny_run), embed_run(tiny_run, embedding="after")
+    assert before.skel.shape == after.skel.shape and not np.allclose(before.skel, after.skel)
+    assert "after interaction" in after.name
+    out = tmp_path / "after.png"
+    res = CliRunner().invoke(app, ["tsne", str(tiny_run), "--embedding", "after", "--classes", "0,1",
+                                   "--out", str(out), "--per-class", "3"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.with_suffix(".json").read_text())["embedding"] == "after"
+    res = CliRunner().invoke(app, ["tsne", str(tiny_run), "--embedding", "sideways", "--out", str(out)])
+    assert res.exit_code != 0 and "global or after" in res.output
+
+
 def test_default_is_nine_classes_and_names_are_checked():
     names = [f"c{i}" for i in range(12)]
     assert pick_classes(None, names) == list(range(9))
