@@ -27,7 +27,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install train test prompts bench lint clean
+# Paper protocol (make reproduce DATASET=nw-ucla): every stream x {gap, pcke, pcle}, ensembles, Table 3
+REPRO_OUT  ?= results/reproduce-$(DATASET)
+REPRO_ARGS ?=
+
+.PHONY: install train test prompts bench lint clean reproduce
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +63,9 @@ endif
 	$(BIN)/python -m knowledge_engine generate --dataset $(PROMPTS_DATASET) $(if $(LLM_BASE_URL),--base-url $(LLM_BASE_URL)) $(if $(LLM_MODEL),--model $(LLM_MODEL)) $(PROMPTS_ARGS); \
 		rc=$$?; [ $$rc -eq 3 ] && echo "make prompts: corpus written; the classes listed above use fallback text (edit them)"; \
 		[ $$rc -eq 0 ] || [ $$rc -eq 3 ]
+
+reproduce: install
+	$(BIN)/pcle reproduce --dataset $(DATASET) --out $(REPRO_OUT) $(REPRO_ARGS)
 
 bench: install
 	$(BIN)/python -m bench

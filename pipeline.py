@@ -25,8 +25,10 @@ from knowledge_engine.cli import app as prompts_app  # noqa: E402
 from recognizer.analysis.ensemble import ensemble_cli  # noqa: E402
 from recognizer.cli import (  # noqa: E402
     ablate_command,
+    curves_command,
     evaluate_command,
     predict_command,
+    reproduce_command,
     runs_command,
     train_command,
     tsne_command,
@@ -43,6 +45,8 @@ app.command("tsne")(tsne_command)
 app.command("ablate")(ablate_command)
 app.command("predict")(predict_command)
 app.command("runs")(runs_command)
+app.command("reproduce")(reproduce_command)
+app.command("curves")(curves_command)
 app.command("zeroshot")(zeroshot_command)
 app.command("zeroshot-grid")(zeroshot_grid_command)
 app.add_typer(prompts_app, name="prompts")

@@ -10,6 +10,10 @@ full-width CTR-GCN (width 64) in every mode. Modes:
           class prompts, cut to the longest real prompt, gradients reach only the context
   pcle-subset  PCLE with prompt.train_classes=24: only the batch's classes plus random others are
           encoded per step (an option, not the default)
+  gap     GAP's recipe (no interaction, no ranking, linear logit scales) on the cached text bank
+  gap-finetune  the same with the text tower fine-tuned as GAP's code does (text.frozen=false, the
+          default of --method gap): per step the encoder encodes, with gradients, the distinct synonyms
+          the batch drew and the C x 4 part texts, and is updated by SGD
   naive   the reference text path: per step the frozen encoder encodes the 5 x B per-sample texts
           (one random synonym + the 4 part texts of each sample, as GAP does), padded to 77 tokens
           (CLIP's full context; MiniLM is padded to 77 too, it could take 128+), then the PCKE losses
@@ -222,7 +226,43 @@ def build_modes(encoder, bank: TextBank, corpus, n_cls: int, x, y, dev) -> dict:
         return total_loss(out, y, lcfg)["loss"]
 
     modes["naive"] = _stepper(naive, _sgd(naive.parameters()), naive_loss)
+    modes.update(gap_modes(encoder, bank, n_cls, x, y, dev))
     return modes
+
+
+def gap_modes(encoder, bank: TextBank, n_cls: int, x, y, dev) -> dict:
+    """GAP with the frozen bank, and GAP fine-tuning a copy of the text encoder (its default)."""
+    from recognizer.config import resolve
+
+    cfg = resolve("synthetic", "gap")
+    modes = {}
+    for name, tune in (("gap", False), ("gap-finetune", True)):
+        torch.manual_seed(0)
+        model = PromptedContrastiveModel(cfg.model, NTU25, n_cls, encoder.dim).to(dev)
+        params = list(model.parameters())
+        enc = None
+        if tune:
+            enc = build_text_encoder(TextConfig(encoder=_kind(encoder), frozen=False)).to(dev)
+            params += list(enc.parameters())
+        gen = torch.Generator().manual_seed(0)
+
+        def loss(model=model, enc=enc, gen=gen):
+            out = model(x, class_text=bank.classes)
+            idx = bank.pick_index(y, torch.rand(y.shape, generator=gen).to(dev))
+            if enc is None:
+                out["text_sample"], out["text_parts"] = bank.synonyms[idx], bank.parts[y]
+            else:
+                enc.train()
+                out["text_sample"], out["text_parts"] = bank.live_synonyms(enc, idx), bank.live_parts(enc)[y]
+            return total_loss(out, y, cfg.loss)["loss"]
+
+        modes[name] = _stepper(model, _sgd(params), loss)
+    return modes
+
+
+def _kind(encoder) -> str:
+    """The `text.encoder` name that rebuilds `encoder` (its name, without the tiny/random suffixes)."""
+    return "clip-b32-random" if encoder.name.startswith("clip-b32-random") else encoder.name
 
 
 def run_group(modes: dict, meter: Meter, warmup: int, reps: int) -> dict:
@@ -268,6 +308,8 @@ def ratios(r: dict) -> dict:
            "naive/pcke": med["naive"] / med["pcke"]}
     if "pcle-subset" in med:
         out["pcle-subset/floor"] = med["pcle-subset"] / med["floor"]
+    if "gap-finetune" in med:
+        out["gap-finetune/gap"] = med["gap-finetune"] / med["gap"]
     return {k: round(v, 3) for k, v in out.items()}
 
 

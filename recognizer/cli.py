@@ -292,3 +292,40 @@ def runs_command(
         for r in rows:
             table.add_row(*display_row(r))
         console.print(table)
+
+
+def reproduce_command(
+    dataset: str = typer.Option(..., help="nw-ucla | ntu60-xsub | ntu60-xview | ntu120-xsub | ntu120-xset | ..."),
+    out: Path = typer.Option(None, help="output folder (default results/reproduce-DATASET)"),
+    config: Path = typer.Option(None, help="YAML config applied over the dataset preset"),
+    set_: list[str] = typer.Option([], "--set", help="override any config key for every run"),
+    streams: str = typer.Option("joint,bone,joint_motion,bone_motion", help="streams to train"),
+    methods: str = typer.Option("gap,pcke,pcle", help="methods to train"),
+    seed: int = typer.Option(0, help="run.seed of every run"),
+    epochs: int = typer.Option(None, help="override optim.epochs (a smoke test; the paper schedule by default)"),
+    progress: bool = typer.Option(False, help="show progress bars"),
+) -> None:
+    """The paper protocol: every stream x method, the ensembles, and a Table-3-style Markdown table."""
+    from recognizer.analysis.reproduce import reproduce
+
+    with clean_errors():
+        target = out or Path("results") / f"reproduce-{dataset}"
+        reproduce(dataset, target, str(config) if config else None, list(set_), streams, methods, seed, epochs,
+                  progress, log=lambda m: console.print(m, highlight=False))
+        console.print((target / "table.md").read_text(), highlight=False)
+
+
+def curves_command(
+    runs: list[Path] = typer.Argument(..., help="run folders (each with log.jsonl)"),
+    out: Path = typer.Option(..., help="PNG to write (the numbers go to OUT.json)"),
+) -> None:
+    """Test/validation top-1 per epoch and per training minute, one line per run."""
+    from recognizer.analysis.curves import plot_curves
+
+    with clean_errors():
+        data = plot_curves([str(r) for r in runs], out)
+        for name, c in data.items():
+            best = max(c["test_top1"], default=float("nan"))
+            console.print(f"{name}: {len(c['epoch'])} evaluated epochs, last top-1 {c['test_top1'][-1]:.2f}, "
+                          f"best {best:.2f}, {c['minutes'][-1]:.1f} training minutes", highlight=False)
+        console.print(f"wrote {out}")

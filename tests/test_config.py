@@ -36,3 +36,13 @@ def test_bad_configs_are_named(tmp_path):
         resolve("synthetic", config_file=str(bad))
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_override("optim.lr")
+
+
+def test_cpu_protocol_config_loads_with_gaps_pipeline_at_full_width():
+    from recognizer.config import CONFIG_DIR
+
+    for method in ("gap", "pcke", "pcle"):
+        cfg = resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu.yaml"))
+        assert cfg.model.width == 64 and cfg.data.clip.mode == "sample" and cfg.data.clip.window == 52
+        assert cfg.optim.schedule == "cosine" and cfg.data.val_fraction > 0 and cfg.text.frozen
+        assert cfg.loss.alpha == 1.0 and cfg.model.lst_k["joint"] == 6

@@ -1,0 +1,63 @@
+"""`pcle curves RUN...`: test (and validation) top-1 per epoch from each run's log.jsonl, against epochs
+and against training minutes, one line per run: how fast a schedule converges, on one PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from recognizer.checkpoint import atomic_write_text
+
+
+def read_log(run: str | Path) -> list[dict]:
+    path = Path(run) / "log.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{run}: no log.jsonl (not a run folder)")
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON lines ({e})") from None
+
+
+def curve(log: list[dict]) -> dict:
+    """Epochs, cumulative training minutes and the accuracies logged at each evaluated epoch."""
+    minutes, total = [], 0.0
+    for h in log:
+        total += h.get("epoch_seconds", 0.0) / 60
+        minutes.append(total)
+    keep = [i for i, h in enumerate(log) if "test_top1" in h]
+    return {"epoch": [log[i]["epoch"] for i in keep], "minutes": [round(minutes[i], 2) for i in keep],
+            "test_top1": [log[i]["test_top1"] for i in keep],
+            "val_top1": [log[i].get("val_top1") for i in keep]}
+
+
+def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> dict:
+    """Two panels (top-1 vs epoch, vs training minutes); writes OUT (PNG) and OUT.json (the numbers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not runs:
+        raise ValueError("give at least one run folder")
+    names = labels or [Path(r).name if Path(r).name not in ("seed0", "seed1", "seed2") else
+                       f"{Path(r).parent.name}/{Path(r).name}" for r in runs]
+    data = {name: curve(read_log(r)) for name, r in zip(names, runs, strict=True)}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for name, c in data.items():
+        line = axes[0].plot(c["epoch"], c["test_top1"], marker="o", ms=3, label=f"{name} test")[0]
+        axes[1].plot(c["minutes"], c["test_top1"], marker="o", ms=3, color=line.get_color())
+        if any(v is not None for v in c["val_top1"]):
+            axes[0].plot(c["epoch"], c["val_top1"], ls="--", color=line.get_color(), label=f"{name} val")
+    axes[0].set(xlabel="epoch", ylabel="top-1 %", title="accuracy per epoch")
+    axes[1].set(xlabel="training minutes (sum of epoch times)", title="accuracy per minute")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
+    return data
