@@ -73,7 +73,16 @@ def validate_corpus(path: Path, class_names: list[str] | None = None) -> list[Fi
         records.append((where, rec))
     if not records and not findings:
         findings.append(Finding("error", str(path), "corpus is empty"))
-    return findings + check_records(records, class_names, path)
+    return findings + check_records(records, class_names, path) + identical_parts(records, path)
+
+
+def identical_parts(records: list[tuple[str, dict]], path: Path) -> list[Finding]:
+    """Warnings for part texts two classes share (NW-UCLA donning/doffing legs): without the class-name
+    prefix the recognizer adds, their part targets would contradict each other."""
+    from knowledge_engine.lint import identical_part_issues
+
+    return [Finding("warning", f"{path}: {i.where}", i.message)
+            for i in identical_part_issues([rec for _, rec in records])]
 
 
 def check_records(records: list[tuple[str, dict]], class_names: list[str] | None, path: Path) -> list[Finding]:

@@ -68,6 +68,8 @@ def test_validate_reports_content_problems(paths):
     assert "field 'description' is blank" in out
     assert "no record for class 'throw'" in out
     assert "Traceback" not in out
+    # both classes share every part text ("the legs move"): a warning per part, naming both classes
+    assert "class 1 'stand up': legs: same text as class 0 'sit down'" in out
 
 
 def test_generated_corpus_validates_and_shows(server, paths):
