@@ -163,7 +163,7 @@ def test_zeroshot_grid_cli_tables_and_resume(tmp_path):
     assert "| pcle | learned context + name | 2 |" in table and " ± " in table
     assert len((tmp_path / "grid" / "zeroshot.csv").read_text().splitlines()) == 1 + 4
     res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0 and res.output.count("trained already") == 2, res.output
+    assert res.exit_code == 0 and res.output.count("done already") == 2, res.output
     # several runs through `pcle zeroshot`: a grid folder is searched for runs
     res = CliRunner().invoke(app, ["zeroshot", str(tmp_path / "grid"), "--text", "name", "--gamma", "0.05",
                                    "--out", str(tmp_path / "again")])

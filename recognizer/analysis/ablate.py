@@ -81,7 +81,6 @@ def run_grid(out: str | Path, dataset: str | None = None, config: str | None = N
              progress: bool = False, log=print) -> list[dict]:
     """Train every (row, seed) not yet finished; returns one record per run."""
     from recognizer.config import resolve
-    from recognizer.train import train
 
     out = Path(out)
     rows = select(only)
@@ -93,16 +92,23 @@ def run_grid(out: str | Path, dataset: str | None = None, config: str | None = N
         check_config(cfg)
     refuse_other_configs([(out / name / f"seed{seed}", cfg) for name, seed, cfg in plan])
     for i, (name, seed, cfg) in enumerate(plan, 1):
-        run = out / name / f"seed{seed}"
-        if (run / "metrics.json").is_file():
-            log(f"[{i}/{len(plan)}] {name} seed {seed}: done already, same config ({run})")
-        else:
-            resume = (run / "checkpoint.pt").is_file()
-            log(f"[{i}/{len(plan)}] {name} seed {seed}: {'resuming' if resume else 'training'} -> {run}")
-            train(cfg, run, resume=resume, progress=progress)
+        train_or_reuse(out / name / f"seed{seed}", cfg, f"[{i}/{len(plan)}] {name} seed {seed}", progress, log)
     records = collect(out)
     write_tables(out, records, dataset or "")
     return records
+
+
+def train_or_reuse(run: Path, cfg, label: str, progress: bool = False, log=print) -> None:
+    """A finished run (metrics.json) is reused, an interrupted one resumed, a missing one trained; callers
+    check first with `refuse_other_configs` that a reused folder was made with the same config."""
+    from recognizer.train import train
+
+    if (run / "metrics.json").is_file():
+        log(f"{label}: done already, same config ({run})")
+        return
+    resume = (run / "checkpoint.pt").is_file()
+    log(f"{label}: {'resuming' if resume else 'training'} -> {run}")
+    train(cfg, run, resume=resume, progress=progress)
 
 
 def saved_config(run: Path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from recognizer.analysis.report import save_figure
 from recognizer.checkpoint import atomic_write_text
 
 
@@ -54,10 +55,6 @@ def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | Non
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    out = save_figure(fig, out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
     return data

@@ -134,6 +134,13 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: str | Path, tit
     if title:
         ax.set_title(title, fontsize=font + 3)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="share of the true class")
+    return save_figure(fig, path, dpi)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

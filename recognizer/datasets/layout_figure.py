@@ -119,12 +119,9 @@ def draw_layout(layout: Layout, out: str | Path, pose: np.ndarray | None = None,
                           label=f"centre joint ({layout.center})"))
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize=8, frameon=False)
     ax.set_title(title or f"{layout.name}: {layout.num_joints} joints", fontsize=11)
-    fig.tight_layout()
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    from recognizer.analysis.report import save_figure
+
+    return save_figure(fig, out, dpi)
 
 
 def joint_rows(layout: Layout) -> list[tuple[str, str, str, str]]:

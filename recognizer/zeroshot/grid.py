@@ -29,24 +29,20 @@ def run_zeroshot_grid(out: str | Path, dataset: str | None, config: str | None, 
                       splits: list[str], epochs: int | None = None, overrides: list[str] | None = None,
                       gamma: float = 0.0, parts_weight: float = 0.0, progress: bool = False, log=print) -> list[dict]:
     """Train what is missing, evaluate every run, write OUT/zeroshot.{md,csv,json}; returns the records."""
+    from recognizer.analysis.ablate import refuse_other_configs, train_or_reuse
     from recognizer.config import resolve
     from recognizer.datasets.splits import expand_specs, slug
-    from recognizer.train import train
 
     out = Path(out)
     specs = expand_specs(splits)
     base = list(overrides or []) + ([f"optim.epochs={epochs}"] if epochs else [])
     plan = [(m, s, resolve(dataset, m, config, base + [f"data.unseen={json.dumps(s)}"]))
             for m in methods for s in specs]
+    refuse_other_configs([(out / method / slug(spec), cfg) for method, spec, cfg in plan])
     records = []
     for i, (method, spec, cfg) in enumerate(plan, 1):
         run = out / method / slug(spec)
-        if (run / "metrics.json").is_file():
-            log(f"[{i}/{len(plan)}] {method} {spec}: trained already ({run})")
-        else:
-            resume = (run / "checkpoint.pt").is_file()
-            log(f"[{i}/{len(plan)}] {method} {spec}: {'resuming' if resume else 'training'} -> {run}")
-            train(cfg, run, resume=resume, progress=progress)
+        train_or_reuse(run, cfg, f"[{i}/{len(plan)}] {method} {spec}", progress, log)
         records += evaluate_zeroshot(run, GRID_MODES[method], gamma=gamma, parts_weight=parts_weight)
     write_tables(out, records, f"Zero-shot on {dataset or plan[0][2].data.dataset}")
     return records
