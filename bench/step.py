@@ -153,7 +153,8 @@ def _stepper(model: nn.Module, opt, loss_fn):
 def slice_bank(bank: TextBank, n: int) -> TextBank:
     """The first n classes of a bank (NTU60 is the first 60 classes of the NTU120 corpus)."""
     end = int(bank.offsets[n - 1] + bank.counts[n - 1])
-    return TextBank(bank.synonyms[:end], bank.offsets[:n], bank.counts[:n], bank.classes[:n], bank.parts[:n])
+    return TextBank(bank.synonyms[:end], bank.offsets[:n], bank.counts[:n], bank.classes[:n], bank.parts[:n],
+                    bank.syn_texts[:end], bank.part_texts[: n * bank.parts.shape[1]])
 
 
 def build_modes(encoder, bank: TextBank, corpus, n_cls: int, x, y, dev) -> dict:
