@@ -86,6 +86,7 @@ class OptimConfig:
     milestones: tuple[int, ...] = (90, 100)
     gamma: float = 0.1
     repeat: int = 1  # passes over the training set per epoch (NW-UCLA: 5)
+    interaction_lr_ratio: float = 1.0  # bridger + cross-modality attention: lr = optim.lr * this
 
 
 @dataclass

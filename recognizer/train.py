@@ -128,12 +128,18 @@ def lr_at(cfg: Config, epoch: int, world_batch: int) -> float:
 
 
 def param_groups(model: PromptedContrastiveModel, encoder: TextEncoder, cfg: Config) -> list[dict]:
-    """Backbone and heads at optim.lr; PCLE's context at prompt.ctx_lr (CoOp); a fine-tuned text encoder
+    """Backbone and heads at optim.lr; bridger and cross-modality attention at optim.lr *
+    optim.interaction_lr_ratio; PCLE's context at prompt.ctx_lr (CoOp); a fine-tuned text encoder
     at optim.lr * text.lr_ratio (GAP). Each group keeps its base lr in 'base_lr'."""
     ctx = [p for n, p in model.named_parameters() if n.startswith("prompt_learner.") and p.requires_grad]
-    ctx_ids = {id(p) for p in ctx}
+    inter = [p for n, p in model.named_parameters()
+             if n.startswith(("bridger.", "interaction.", "token_proj.")) and p.requires_grad]
+    taken = {id(p) for p in ctx + inter}
     groups = [{"name": "backbone", "base_lr": cfg.optim.lr,
-               "params": [p for p in model.parameters() if p.requires_grad and id(p) not in ctx_ids]}]
+               "params": [p for p in model.parameters() if p.requires_grad and id(p) not in taken]}]
+    if inter:
+        groups.append({"name": "interaction", "base_lr": cfg.optim.lr * cfg.optim.interaction_lr_ratio,
+                       "params": inter})
     if ctx:
         groups.append({"name": "context", "base_lr": cfg.prompt.ctx_lr, "params": ctx})
     if not encoder.frozen:

@@ -134,3 +134,21 @@ def test_inference_rule_is_chosen_on_validation_only(tmp_path):
     no_val = train(resolve("synthetic", "pcle", overrides=tiny_overrides(tmp_path, "tiny-clip")), tmp_path / "r2",
                    progress=False)
     assert no_val["inference"]["rule"] == "logits"  # never tuned on test
+
+
+def test_parameter_groups_cover_every_trainable_parameter_once():
+    from recognizer.method.graph import NTU25
+    from recognizer.method.model import PromptedContrastiveModel
+    from recognizer.method.prompt_learner import PromptLearner
+    from recognizer.method.text_encoder import TextConfig, build_text_encoder
+    from recognizer.train import param_groups
+
+    cfg = resolve("synthetic", "pcle", overrides=["model.width=8", "model.heads=2", "optim.interaction_lr_ratio=0.1"])
+    enc = build_text_encoder(TextConfig(encoder="tiny-clip", tiny_dim=16))
+    model = PromptedContrastiveModel(cfg.model, NTU25, 3, 16, prompt_learner=PromptLearner(enc, ["a", "b", "c"], 2))
+    groups = {g["name"]: g for g in param_groups(model, enc, cfg)}
+    assert set(groups) == {"backbone", "interaction", "context"}
+    assert groups["interaction"]["base_lr"] == pytest.approx(0.1 * cfg.optim.lr)
+    assert groups["context"]["base_lr"] == cfg.prompt.ctx_lr
+    ids = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(ids) == len(set(ids)) == sum(p.requires_grad for p in model.parameters())
