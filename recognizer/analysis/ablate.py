@@ -40,7 +40,7 @@ GRID: list[tuple[str, str, list[str]]] = [
     ("pcle-ctx16", "pcle", ["prompt.n_ctx=16"]),
 ]
 DESCRIPTIONS = {
-    "gap": "GAP baseline (GAP's recipe: PCKE prompts, fine-tuned text tower, no interaction/ranking)",
+    "gap": "GAP baseline (GAP's recipe: PCKE prompts, no interaction/ranking)",
     "pcke": "PCKE (LLM descriptions)",
     "pcle": "PCLE (learnable context)",
     "pcle-no-bridger": "PCLE without skeleton-language bridger",
