@@ -305,8 +305,8 @@ def machine(dev: torch.device) -> dict:
 
 def ratios(r: dict) -> dict:
     med = {m: v["median_s"] for m, v in r.items()}
-    out = {"pcke/floor": med["pcke"] / med["floor"], "pcle/floor": med["pcle"] / med["floor"],
-           "naive/pcke": med["naive"] / med["pcke"]}
+    pairs = {"pcke/floor": ("pcke", "floor"), "pcle/floor": ("pcle", "floor"), "naive/pcke": ("naive", "pcke")}
+    out = {k: med[a] / med[b] for k, (a, b) in pairs.items() if a in med and b in med}
     if "pcle-subset" in med:
         out["pcle-subset/floor"] = med["pcle-subset"] / med["floor"]
     if "gap-finetune" in med:
@@ -320,10 +320,9 @@ def print_table(groups: list[dict], batch: int) -> None:
         table.add_column(c, justify="right")
     for g in groups:
         rat = g["ratios"]
-        label = {"pcke": f"b/a {rat['pcke/floor']:.2f}", "pcle": f"c/a {rat['pcle/floor']:.2f}",
-                 "naive": f"d/b {rat['naive/pcke']:.2f}"}
-        if "pcle-subset/floor" in rat:
-            label["pcle-subset"] = f"/a {rat['pcle-subset/floor']:.2f}"
+        names = {"pcke": ("b/a", "pcke/floor"), "pcle": ("c/a", "pcle/floor"), "naive": ("d/b", "naive/pcke"),
+                 "pcle-subset": ("/a", "pcle-subset/floor"), "gap-finetune": ("/gap", "gap-finetune/gap")}
+        label = {m: f"{tag} {rat[key]:.2f}" for m, (tag, key) in names.items() if key in rat}
         for m, v in g["modes"].items():
             table.add_row(g["encoder"], str(g["classes"]), m, f"{v['median_s'] * 1000:.0f}",
                           f"{batch / v['median_s']:.1f}", f"{v['peak_mib']:.0f}", label.get(m, ""))
@@ -338,6 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--modes", nargs="+", default=None, help="only these modes (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     dev = torch.device(args.device)
@@ -359,6 +359,8 @@ def main(argv: list[str] | None = None) -> dict:
         for n_cls in args.classes:
             y = torch.randint(0, n_cls, (args.batch,), generator=g).to(dev)
             modes = build_modes(encoder, bank, corpus, n_cls, x, y, dev)
+            if args.modes:
+                modes = {m: f for m, f in modes.items() if m in args.modes}
             res = run_group(modes, meter, args.warmup, args.reps)
             group = {"encoder": kind, "text_dim": encoder.dim, "classes": n_cls, "modes": res, "ratios": ratios(res)}
             results["groups"].append(group)
