@@ -520,12 +520,14 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
             parts.bank = parts.bank.refresh(parts.encoder)
         stats.update(epoch=epoch + 1, lr=lr, logit_scale=float(unwrap(model).scale.detach()))
         last = epoch + 1 == cfg.optim.epochs
+        class_text = None  # (C, D), encoded once per evaluated epoch (PCLE runs its prompts through the encoder)
         if env.main and ((epoch + 1) % cfg.run.eval_every == 0 or last):
             net = unwrap(model)
-            scores, labels = predict(net, test_loader, env, final_class_text(net, parts, cfg))
+            class_text = final_class_text(net, parts, cfg)
+            scores, labels = predict(net, test_loader, env, class_text)
             stats.update(test_top1=topk(scores, labels, 1), test_top5=topk(scores, labels, 5))
             if val_loader is not None:  # best.pt is chosen on validation, never on test
-                scores, labels = predict(net, val_loader, env, final_class_text(net, parts, cfg))
+                scores, labels = predict(net, val_loader, env, class_text)
                 stats.update(val_top1=topk(scores, labels, 1), val_top5=topk(scores, labels, 5))
         history.append(stats)
         if env.main:
@@ -533,23 +535,21 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
             epoch_log.epoch(stats)
             saved = checkpoint_state(model, opt, scaler, cfg, parts, epoch + 1, history)
             atomic_torch_save(saved, ckpt_path)
-            if is_new_best(history):
-                net = unwrap(model)
-                atomic_torch_save(usable_for_inference(saved, final_class_text(net, parts, cfg)), run / "best.pt")
+            if is_new_best(history):  # only after an evaluated epoch, so class_text is set
+                atomic_torch_save(usable_for_inference(saved, class_text), run / "best.pt")
     if env.world > 1:
         dist.barrier()
     if end < cfg.optim.epochs:
         return {"epochs": end, "stopped": True}
     if not env.main:  # under torchrun only rank 0 evaluates and writes
         return {"epochs": end, "worker": True}
-    return finish(run, unwrap(model), opt, scaler, cfg, parts, env, test_loader, history, progress)
+    return finish(run, unwrap(model), opt, scaler, cfg, parts, env, test_loader, val_loader, history, progress)
 
 
 def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config, parts: Parts, env: Env,
-           test_loader: DataLoader, history: list, progress: bool) -> dict:
+           test_loader: DataLoader, val_loader: DataLoader | None, history: list, progress: bool) -> dict:
     """Store the final class text in the checkpoint, write scores and metrics.json."""
     model.class_text.copy_(final_class_text(model, parts, cfg))
-    val_loader = make_loader_for(parts.val, parts.bundle.layout, cfg, False, env) if parts.val is not None else None
     inference = choose_inference(model, cfg, env, val_loader)  # never looks at the test split
     state = checkpoint_state(model, opt, scaler, cfg, parts, cfg.optim.epochs, history)
     state["inference"] = inference

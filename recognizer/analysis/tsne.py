@@ -67,9 +67,8 @@ def embed_run(run: str | Path, data_root: str | None = None, device: str = "cpu"
         pred.append(model.scores(out).argmax(1).cpu())
         labels.append(y)
     name = run.name if run.is_dir() else run.parent.name
-    name += "" if key == "skel_global" or embedding == "global" else " (after interaction)"
-    if embedding == "after" and key == "skel_global":
-        name += " (no interaction: global)"
+    if embedding == "after":
+        name += " (after interaction)" if key == "skel_after" else " (no interaction: global)"
     return Embedded(name, cfg.method, trained.class_names, torch.cat(skel).numpy(), torch.cat(labels).numpy(),
                     torch.cat(pred).numpy(), model.class_text.float().cpu().numpy())
 
