@@ -152,3 +152,21 @@ def test_parameter_groups_cover_every_trainable_parameter_once():
     assert groups["context"]["base_lr"] == cfg.prompt.ctx_lr
     ids = [id(p) for g in groups.values() for p in g["params"]]
     assert len(ids) == len(set(ids)) == sum(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("method,key,values", [("gap", "optim.interaction_lr_ratio", ("1.0", "0.1")),
+                                               ("pcke", "prompt.ctx_lr", ("0.002", "0.5"))])
+def test_keys_a_run_cannot_use_train_alike_and_share_its_config_hash(tmp_path, method, key, values):
+    """runs.UNUSED_WHEN drops keys from the config hash; this is the evidence that they change nothing."""
+    from recognizer.analysis.runs import config_hash
+
+    over = tiny_overrides(tmp_path) + ["optim.epochs=1", "text.gap_frozen=true"]
+    cfgs = [resolve("synthetic", method, overrides=over + [f"{key}={v}"]) for v in values]
+    for cfg, v in zip(cfgs, values):
+        train(cfg, tmp_path / v, progress=False)
+    a, b = (load_checkpoint(tmp_path / v / "checkpoint.pt")["model"] for v in values)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert config_hash(cfgs[0]) == config_hash(cfgs[1])
+    pcle = [resolve("synthetic", "pcle", overrides=over + [f"{key}={v}"]) for v in values]
+    assert config_hash(pcle[0]) != config_hash(pcle[1])  # PCLE uses both keys

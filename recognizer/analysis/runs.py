@@ -75,9 +75,25 @@ def read_run(path: Path) -> RunInfo:
     return RunInfo(path, flatten(config) if isinstance(config, dict) else {}, metrics)
 
 
+# keys a run cannot use, with the test that says so: (key prefix, unused when this returns True)
+UNUSED_WHEN = (
+    # no bridger and no cross-modality attention (GAP, bare CTR-GCN heads): the interaction group is empty
+    ("optim.interaction_lr_ratio", lambda c: c.get("model.bridger") is False and c.get("model.interaction") is False),
+    # no learnable context (PCKE, GAP): the context's rate, length, init and class subset do nothing
+    ("prompt.ctx_lr", lambda c: c.get("prompt.method") == "pcke"),
+    ("prompt.n_ctx", lambda c: c.get("prompt.method") == "pcke"),
+    ("prompt.ctx_init", lambda c: c.get("prompt.method") == "pcke"),
+    ("prompt.class_specific", lambda c: c.get("prompt.method") == "pcke"),
+    ("prompt.train_classes", lambda c: c.get("prompt.method") == "pcke"),
+)
+
+
 def comparable(config: dict) -> dict:
-    """A flattened config without the keys that never change a result."""
-    return {k: v for k, v in config.items() if k not in IGNORED}
+    """A flattened config without the keys that never change a result: bookkeeping (IGNORED) and keys
+    this run cannot use (UNUSED_WHEN), so that e.g. adding optim.interaction_lr_ratio to a config file
+    leaves the GAP runs made without it valid (tests/test_train.py checks they train bit-for-bit alike)."""
+    unused = {key for key, test in UNUSED_WHEN if test(config)}
+    return {k: v for k, v in config.items() if k not in IGNORED and k not in unused}
 
 
 def config_hash(cfg) -> str:
