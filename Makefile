@@ -31,7 +31,12 @@ export TOKENIZERS_PARALLELISM := false
 REPRO_OUT  ?= results/reproduce-$(DATASET)
 REPRO_ARGS ?=
 
-.PHONY: install train test prompts bench lint clean reproduce
+# CPU protocol (make nw-ucla-cpu): the grid behind the README table, seed by seed, then the part-removal
+# rows and PCLE's other streams, then the 4-stream ensemble; about 25 minutes per run on 2 cores; resumes.
+CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --out results/nw-ucla-cpu
+CPU_STREAMS = results/nw-ucla-cpu/pcle/seed0 $(foreach s,bone joint-motion bone-motion,results/nw-ucla-cpu/pcle-$(s)/seed0)
+
+.PHONY: install train test prompts bench lint clean reproduce nw-ucla-cpu
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +71,11 @@ endif
 
 reproduce: install
 	$(BIN)/pcle reproduce --dataset $(DATASET) --out $(REPRO_OUT) $(REPRO_ARGS)
+
+nw-ucla-cpu: install
+	for seed in 0 1 2; do $(CPU_GRID) --seeds $$seed --only gap,pcle,pcke || exit 1; done
+	$(CPU_GRID) --seeds 0 --only pcle-no-bridger,pcle-no-interaction,pcle-no-ranking,pcle-bone,pcle-joint-motion,pcle-bone-motion
+	$(BIN)/pcle ensemble $(CPU_STREAMS) --search-val --out results/nw-ucla-cpu/ensemble-pcle-4stream.json
 
 bench: install
 	$(BIN)/python -m bench

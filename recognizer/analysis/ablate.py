@@ -38,6 +38,10 @@ GRID: list[tuple[str, str, list[str]]] = [
     ("pcle-ctx4", "pcle", ["prompt.n_ctx=4"]),
     ("pcle-ctx8", "pcle", ["prompt.n_ctx=8"]),
     ("pcle-ctx16", "pcle", ["prompt.n_ctx=16"]),
+    # the other input streams (the rows above are the joint stream): combine with `pcle ensemble`
+    ("pcle-bone", "pcle", ["data.clip.stream=bone"]),
+    ("pcle-joint-motion", "pcle", ["data.clip.stream=joint_motion"]),
+    ("pcle-bone-motion", "pcle", ["data.clip.stream=bone_motion"]),
 ]
 DESCRIPTIONS = {
     "gap": "GAP baseline (GAP's recipe: PCKE prompts, no interaction/ranking)",
@@ -51,6 +55,9 @@ DESCRIPTIONS = {
     "pcle-ctx4": "PCLE, context length 4",
     "pcle-ctx8": "PCLE, context length 8",
     "pcle-ctx16": "PCLE, context length 16",
+    "pcle-bone": "PCLE, bone stream",
+    "pcle-joint-motion": "PCLE, joint-motion stream",
+    "pcle-bone-motion": "PCLE, bone-motion stream",
 }
 METRICS = ("top1", "top5", "mean_class_accuracy")
 

@@ -117,6 +117,7 @@ def ensemble_cli(
     run_dirs: list[Path] = typer.Argument(..., help="run folders (scores_test.npy, ...)"),
     weights: str = typer.Option(None, help="comma-separated, one per run (default by stream)"),
     search_val: bool = typer.Option(False, help="search weights on the runs' validation scores (never test)"),
+    out: Path = typer.Option(None, help="also write the result as JSON (runs, weights, top-1/top-5)"),
 ) -> None:
     """Combine saved test scores of several runs; print top-1/top-5 per run and for the ensemble."""
     try:
@@ -146,3 +147,21 @@ def ensemble_cli(
     table.add_row("[bold]ensemble[/bold]", "", "searched on val" if search_val else "",
                   f"[bold]{topk(fused, labels, 1):.2f}[/bold]", f"{topk(fused, labels, 5):.2f}")
     console.print(table)
+    if out is not None:
+        write_result(out, runs, w, fused, "validation" if search_val else "given" if weights else "stream defaults")
+
+
+def write_result(path: Path, runs: list[RunScores], weights: list[float], fused: np.ndarray, source: str) -> None:
+    """The ensemble as a small JSON file, so a table can cite it (written atomically)."""
+    import json
+
+    from recognizer.checkpoint import atomic_write_text
+
+    labels = runs[0].labels
+    record = {"runs": [{"run": str(r.run), "stream": r.stream, "weight": float(x),
+                        "top1": topk(r.scores, r.labels, 1), "top5": topk(r.scores, r.labels, 5)}
+                       for r, x in zip(runs, weights, strict=True)],
+              "weights_from": source, "top1": topk(fused, labels, 1), "top5": topk(fused, labels, 5),
+              "samples": len(labels)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")

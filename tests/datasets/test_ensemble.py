@@ -76,7 +76,13 @@ def test_cli(runs, tmp_path):
     assert res.exit_code == 0 and "ensemble" in res.output and "bone_motion" in res.output
     assert runner.invoke(app, ["ensemble", *map(str, runs), "--weights", "1,0,0,0"]).exit_code == 0
     assert runner.invoke(app, ["ensemble", *map(str, runs), "--weights", "1,0"]).exit_code == 2
-    assert runner.invoke(app, ["ensemble", *map(str, runs), "--search-val"]).exit_code == 0
+    out = tmp_path / "ens" / "ensemble.json"
+    assert runner.invoke(app, ["ensemble", *map(str, runs), "--search-val", "--out", str(out)]).exit_code == 0
+    record = __import__("json").loads(out.read_text())
+    w = search_weights([load_run(r, "val") for r in runs])
+    fused = combine([load_run(r) for r in runs], w)
+    assert record["weights_from"] == "validation" and [r["weight"] for r in record["runs"]] == w
+    assert record["top1"] == pytest.approx(topk(fused, load_run(runs[0]).labels, 1))
     plain = make_run(tmp_path / "plain", "joint", np.zeros((200, 5)), load_run(runs[0]).labels)
     res = runner.invoke(app, ["ensemble", str(runs[0]), str(plain), "--search-val"])
     assert res.exit_code == 2 and "scores_val.npy" in res.output

@@ -13,13 +13,25 @@ from tests.conftest import tiny_overrides
 def test_grid_covers_the_paper_rows():
     names = [n for n, _, _ in GRID]
     assert names == ["gap", "pcke", "pcle", "pcle-no-bridger", "pcle-no-interaction", "pcle-no-ranking",
-                     "pcle-no-after", "pcle-learned-queries", "pcle-ctx4", "pcle-ctx8", "pcle-ctx16"]
+                     "pcle-no-after", "pcle-learned-queries", "pcle-ctx4", "pcle-ctx8", "pcle-ctx16",
+                     "pcle-bone", "pcle-joint-motion", "pcle-bone-motion"]
     rows = {n: (m, o) for n, m, o in GRID}
     assert rows["pcle-no-bridger"] == ("pcle", ["model.bridger=false"])
     assert rows["pcle-ctx8"] == ("pcle", ["prompt.n_ctx=8"])
+    assert rows["pcle-bone-motion"] == ("pcle", ["data.clip.stream=bone_motion"])
 
 
-@pytest.mark.parametrize("row", [r for r in GRID if not r[0].startswith("pcle-ctx")], ids=lambda r: r[0])
+def test_stream_rows_resolve_to_their_stream():
+    from recognizer.config import resolve
+
+    for name, method, over in GRID:
+        stream = resolve("nw-ucla", method, overrides=over).data.clip.stream
+        assert stream == (name.removeprefix("pcle-").replace("-", "_") if "-bone" in name or "-joint" in name
+                          else "joint"), name
+
+
+@pytest.mark.parametrize("row", [r for r in GRID if not r[0].startswith("pcle-ctx")
+                                 and "data.clip.stream" not in " ".join(r[2])], ids=lambda r: r[0])
 def test_every_grid_row_trains_what_it_names(row):
     """Each row removes exactly its part, and every parameter the row keeps gets a gradient from one step:
     no part of a row is left untrained while its random output feeds the scores."""
