@@ -31,7 +31,7 @@ export TOKENIZERS_PARALLELISM := false
 REPRO_OUT  ?= results/reproduce-$(DATASET)
 REPRO_ARGS ?=
 
-# CPU protocol (make nw-ucla-cpu): the grid behind the README table, seed by seed, then the part-removal
+# CPU protocol (make nw-ucla-cpu): the grid behind the README table, GAP and PCLE seed by seed, PCKE, the part-removal
 # rows and PCLE's other streams, then the 4-stream ensemble; about 25 minutes per run on 2 cores; resumes.
 CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --out results/nw-ucla-cpu
 CPU_STREAMS = results/nw-ucla-cpu/pcle/seed0 $(foreach s,bone joint-motion bone-motion,results/nw-ucla-cpu/pcle-$(s)/seed0)
@@ -73,7 +73,8 @@ reproduce: install
 	$(BIN)/pcle reproduce --dataset $(DATASET) --out $(REPRO_OUT) $(REPRO_ARGS)
 
 nw-ucla-cpu: install
-	for seed in 0 1 2; do $(CPU_GRID) --seeds $$seed --only gap,pcle,pcke || exit 1; done
+	for seed in 0 1 2; do $(CPU_GRID) --seeds $$seed --only gap,pcle || exit 1; done
+	$(CPU_GRID) --seeds 0,1,2 --only pcke
 	$(CPU_GRID) --seeds 0 --only pcle-no-bridger,pcle-no-interaction,pcle-no-ranking,pcle-bone,pcle-joint-motion,pcle-bone-motion
 	$(BIN)/pcle ensemble $(CPU_STREAMS) --search-val --out results/nw-ucla-cpu/ensemble-pcle-4stream.json
 
