@@ -318,12 +318,17 @@ def reproduce_command(
 def curves_command(
     runs: list[Path] = typer.Argument(..., help="run folders (each with log.jsonl)"),
     out: Path = typer.Option(..., help="PNG to write (the numbers go to OUT.json)"),
+    labels: str = typer.Option(None, help="comma-separated legend labels, one per run (default: the "
+                                          "shortest path tails that tell the runs apart)"),
 ) -> None:
     """Test/validation top-1 per epoch and per training minute, one line per run."""
     from recognizer.analysis.curves import plot_curves
 
     with clean_errors():
-        data = plot_curves([str(r) for r in runs], out)
+        names = [x.strip() for x in labels.split(",")] if labels else None
+        if names is not None and len(names) != len(runs):
+            raise ValueError(f"--labels: {len(names)} labels for {len(runs)} runs")
+        data = plot_curves([str(r) for r in runs], out, names)
         for name, c in data.items():
             best = max(c["test_top1"], default=float("nan"))
             console.print(f"{name}: {len(c['epoch'])} evaluated epochs, last top-1 {c['test_top1'][-1]:.2f}, "

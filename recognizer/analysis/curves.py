@@ -32,6 +32,16 @@ def curve(log: list[dict]) -> dict:
             "val_top1": [log[i].get("val_top1") for i in keep]}
 
 
+def run_names(runs: list[str | Path]) -> list[str]:
+    """The shortest path tails (at least row/seed) that tell the runs apart: a/pcle/seed0, b/pcle/seed0."""
+    parts = [Path(r).resolve().parts for r in runs]
+    for n in range(2, max(map(len, parts)) + 1):
+        names = ["/".join(p[-n:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(r) for r in runs]
+
+
 def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> dict:
     """Two panels (top-1 vs epoch, vs training minutes); writes OUT (PNG) and OUT.json (the numbers)."""
     import matplotlib
@@ -41,8 +51,9 @@ def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | Non
 
     if not runs:
         raise ValueError("give at least one run folder")
-    names = labels or [Path(r).name if Path(r).name not in ("seed0", "seed1", "seed2") else
-                       f"{Path(r).parent.name}/{Path(r).name}" for r in runs]
+    names = labels or run_names(runs)
+    if len(set(names)) != len(names):
+        raise ValueError(f"--labels: give each run its own label (got {', '.join(names)})")
     data = {name: curve(read_log(r)) for name, r in zip(names, runs, strict=True)}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for name, c in data.items():

@@ -40,6 +40,13 @@ def test_reproduce_smoke_resumes_and_tabulates(tiny_cache):
     assert res.exit_code == 0, res.output
     assert mpimg.imread(png).shape[2] in (3, 4)
     assert set(json.loads(png.with_suffix(".json").read_text())) == {"gap/seed0", "pcle/seed0"}
+    # two runs of one row in different grids keep their own lines
+    from recognizer.analysis.curves import run_names
+    assert run_names(["a/pcle/seed0", "b/pcle/seed0", "b/gap/seed0"]) == ["a/pcle/seed0", "b/pcle/seed0",
+                                                                          "b/gap/seed0"]
+    res = CliRunner().invoke(app, ["curves", str(out / "joint" / "gap" / "seed0"), "--out", str(png),
+                                   "--labels", "x,y"])
+    assert res.exit_code != 0 and "2 labels for 1 runs" in res.output
 
 
 def test_published_rows_and_bad_names():
