@@ -17,6 +17,7 @@ gradients reach only the learnable context through `encode_embeddings`.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,8 +147,9 @@ class ClipTextEncoder(TextEncoder):
 
         tm = self.model.text_model
         hidden = tm.embeddings(inputs_embeds=embeds)  # adds positions
-        attn = create_causal_mask(config=tm.config, inputs_embeds=hidden, attention_mask=mask,
-                                  past_key_values=None)
+        no_cache = ({"cache": None} if "cache" in inspect.signature(create_causal_mask).parameters
+                    else {"past_key_values": None})  # renamed in transformers 5.x
+        attn = create_causal_mask(config=tm.config, inputs_embeds=hidden, attention_mask=mask, **no_cache)
         hidden = tm.encoder(inputs_embeds=hidden, attention_mask=attn, is_causal=True).last_hidden_state
         hidden = tm.final_layer_norm(hidden)
         end = mask.sum(1).long() - 1  # the end token is the last real token of every prompt
