@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,22 @@ def train_or_reuse(run: Path, cfg, label: str, progress: bool = False, log=print
         log(f"{label}: done already, same config ({run})")
         return
     resume = (run / "checkpoint.pt").is_file()
+    if not resume and clear_unstarted(run):
+        log(f"{label}: the earlier attempt stopped before its first epoch ended; starting it again")
     log(f"{label}: {'resuming' if resume else 'training'} -> {run}")
     train(cfg, run, resume=resume, progress=progress)
+
+
+def clear_unstarted(run: Path) -> bool:
+    """Remove what a run stopped in its first epoch left (config, provenance, log header, empty epoch log);
+    callers have checked its config equals this one's. A run with any logged epoch is left alone."""
+    log = run / "log.jsonl"
+    if not (run / "config.yaml").is_file() or (log.is_file() and log.read_text(encoding="utf-8").strip()):
+        return False
+    for name in ("config.yaml", "provenance.json", "train.log", "log.jsonl"):
+        (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / "tb", ignore_errors=True)
+    return True
 
 
 def saved_config(run: Path):

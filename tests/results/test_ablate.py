@@ -108,6 +108,20 @@ def test_tiny_grid_runs_resumes_and_tabulates(tiny_cache):
     assert [line.split("|")[1].strip() for line in body] == ["gap", "pcle-no-ranking"]
     rows = list(csv.DictReader((out / "ablation.csv").read_text().splitlines()))
     assert len(rows) == 2 and all(len(r["config_hash"]) == 16 for r in rows)
+    # a run stopped inside its first epoch (config and log header, no checkpoint, no epoch logged) starts again
+    run = out / "pcle-no-ranking" / "seed0"
+    for f in run.iterdir():
+        if f.is_file() and f.name not in ("config.yaml", "provenance.json", "train.log"):
+            f.unlink()
+    (run / "log.jsonl").write_text("")
+    res = CliRunner().invoke(app, args[:-4] + ["--only", "pcle-no-ranking", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "starting it again" in res.output and (run / "metrics.json").is_file()
+    # one with a logged epoch but no checkpoint is left for the user to look at
+    (run / "checkpoint.pt").unlink()
+    (run / "metrics.json").unlink()
+    res = CliRunner().invoke(app, args[:-4] + ["--only", "pcle-no-ranking", "--out", str(out)])
+    assert res.exit_code != 0 and "ended before its first" in res.output
 
 
 def test_several_seeds_give_mean_and_std():
