@@ -170,6 +170,25 @@ def test_zeroshot_grid_cli_tables_and_resume(tmp_path):
     assert res.exit_code == 0, res.output
     again = (tmp_path / "again" / "zeroshot.md").read_text()
     assert "gamma = 0.05" in again and "| pcle | class name only | 2 |" in again and " ± " in again
+    # split by split, and the tables follow each run: when a run starts, they list those before it
+    from recognizer.zeroshot.grid import run_zeroshot_grid
+
+    seen = []
+
+    def log(msg: str) -> None:
+        table = tmp_path / "grid" / "zeroshot.md"
+        label = msg.split(": ")[0]
+        if label not in dict(seen):
+            seen.append((label, table.read_text() if table.is_file() else ""))
+
+    (tmp_path / "grid" / "zeroshot.md").unlink()
+    run_zeroshot_grid(tmp_path / "grid", "synthetic", None, ["gap", "pcle"], ["random:2:0-1"], epochs=1,
+                      overrides=tiny_overrides(tmp_path, "tiny-clip"), log=log)
+    tables = dict(seen)  # label -> the table when that run's first line was logged
+    assert list(tables) == ["[1/4] gap random:2:0", "[2/4] pcle random:2:0", "[3/4] gap random:2:1",
+                            "[4/4] pcle random:2:1"]
+    assert tables["[1/4] gap random:2:0"] == "" and "| gap |" in tables["[2/4] pcle random:2:0"]
+    assert "| pcle |" in tables["[3/4] gap random:2:1"]
 
 
 # Measured with this exact config for run.seed 0..3 (corpus mean + parts, weight 1): ZSL top-1 95.0, 97.5,

@@ -99,10 +99,11 @@ def run_grid(out: str | Path, dataset: str | None = None, config: str | None = N
     for _, _, cfg in plan:
         check_config(cfg)
     refuse_other_configs([(out / name / f"seed{seed}", cfg) for name, seed, cfg in plan])
+    records = collect(out)
     for i, (name, seed, cfg) in enumerate(plan, 1):
         train_or_reuse(out / name / f"seed{seed}", cfg, f"[{i}/{len(plan)}] {name} seed {seed}", progress, log)
-    records = collect(out)
-    write_tables(out, records, dataset or "")
+        records = collect(out)  # the tables follow each finished run, not only the end of a long grid
+        write_tables(out, records, dataset or "")
     return records
 
 

@@ -36,13 +36,15 @@ def run_zeroshot_grid(out: str | Path, dataset: str | None, config: str | None, 
     out = Path(out)
     specs = expand_specs(splits)
     base = list(overrides or []) + ([f"optim.epochs={epochs}"] if epochs else [])
+    # split by split, every method on each: a grid cut short still holds paired comparisons
     plan = [(m, s, resolve(dataset, m, config, base + [f"data.unseen={json.dumps(s)}"]))
-            for m in methods for s in specs]
+            for s in specs for m in methods]
     refuse_other_configs([(out / method / slug(spec), cfg) for method, spec, cfg in plan])
+    title = f"Zero-shot on {dataset or plan[0][2].data.dataset}"
     records = []
     for i, (method, spec, cfg) in enumerate(plan, 1):
         run = out / method / slug(spec)
         train_or_reuse(run, cfg, f"[{i}/{len(plan)}] {method} {spec}", progress, log)
         records += evaluate_zeroshot(run, GRID_MODES[method], gamma=gamma, parts_weight=parts_weight)
-    write_tables(out, records, f"Zero-shot on {dataset or plan[0][2].data.dataset}")
+        write_tables(out, records, title)  # after each run: the tables never lag a long grid
     return records

@@ -1,12 +1,13 @@
 """`pcle ablate`: the grid as data, one folder per (row, seed), resumable, Markdown + CSV tables."""
 
 import csv
+import shutil
 
 import pytest
 from typer.testing import CliRunner
 
 from pipeline import app
-from recognizer.analysis.ablate import GRID, to_markdown
+from recognizer.analysis.ablate import GRID, run_grid, to_markdown
 from tests.conftest import tiny_overrides
 
 
@@ -122,6 +123,18 @@ def test_tiny_grid_runs_resumes_and_tabulates(tiny_cache):
     (run / "metrics.json").unlink()
     res = CliRunner().invoke(app, args[:-4] + ["--only", "pcle-no-ranking", "--out", str(out)])
     assert res.exit_code != 0 and "ended before its first" in res.output
+    # the tables follow each finished run: when the second run starts, they already list the first
+    shutil.rmtree(run)
+    (out / "ablation.md").unlink()
+    seen = {}
+
+    def log(msg: str) -> None:
+        if "training ->" in msg:
+            seen["md"] = (out / "ablation.md").read_text()
+
+    run_grid(out, dataset="synthetic", epochs=1, overrides=over, only=["gap", "pcle-no-ranking"], log=log)
+    assert "| gap |" in seen["md"] and "pcle-no-ranking" not in seen["md"]
+    assert "| pcle-no-ranking |" in (out / "ablation.md").read_text()
 
 
 def test_several_seeds_give_mean_and_std():
