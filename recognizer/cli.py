@@ -287,8 +287,9 @@ def runs_command(
             return
         n = sum(r["runs"] for r in rows)
         table = Table(title=f"{n} runs in {len(rows)} rows (differences: from the first row)")
+        numeric = ("epochs", "top-1", "top-5", "top-1 head only", "samples/s")
         for col in COLUMNS:
-            table.add_column(col, justify="right" if col in ("epochs", "top-1", "top-5", "samples/s") else "left")
+            table.add_column(col, justify="right" if col in numeric else "left")
         for r in rows:
             table.add_row(*display_row(r))
         console.print(table)

@@ -249,17 +249,20 @@ def unwrap(model) -> PromptedContrastiveModel:
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def predict(model: PromptedContrastiveModel, loader: DataLoader, env: Env,
-            class_text: torch.Tensor | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(N, C) scores and (N,) labels over a loader, with fixed class text embeddings."""
+def predict(model: PromptedContrastiveModel, loader: DataLoader, env: Env, class_text: torch.Tensor | None = None,
+            progress: bool = False, with_logits: bool = False) -> tuple[np.ndarray, ...]:
+    """(N, C) scores and (N,) labels over a loader, with fixed class text embeddings; `with_logits` adds
+    the (N, C) classification-head logits alone (GAP's test rule), from the same forward passes."""
     model.eval()
-    scores, labels = [], []
+    scores, labels, logits = [], [], []
     for x, y, _ in _track(loader, "evaluate", progress):
         with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
             out = model(x.to(env.device, non_blocking=True), class_text=class_text)
         scores.append(model.scores(out).float().cpu())
+        logits.append(out["logits"].float().cpu())
         labels.append(y)
-    return torch.cat(scores).numpy(), torch.cat(labels).numpy()
+    result = (torch.cat(scores).numpy(), torch.cat(labels).numpy())
+    return (*result, torch.cat(logits).numpy()) if with_logits else result
 
 
 def topk(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -483,6 +486,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
     start, history = 0, []
     if state is not None:
         unwrap(model).load_state_dict(_strip_module(state["model"]))
+        unwrap(model).fusion.copy_(torch.tensor([1.0, 0.0]))  # epochs score the head; `finish` picks the rule again
         if state.get("text_encoder_state") is not None:
             parts.encoder.load_state_dict(state["text_encoder_state"])
             parts.bank = parts.bank.refresh(parts.encoder)
@@ -554,7 +558,8 @@ def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config,
     state = checkpoint_state(model, opt, scaler, cfg, parts, cfg.optim.epochs, history)
     state["inference"] = inference
     atomic_torch_save(state, run / "checkpoint.pt")
-    scores, labels = predict(model, test_loader, env, progress=progress)  # stored class text: no encoder
+    # stored class text: no encoder
+    scores, labels, logits = predict(model, test_loader, env, progress=progress, with_logits=True)
     write_scores(run, "test", scores, labels, parts.bundle.test.names)
     if val_loader is not None:
         v_scores, v_labels = predict(model, val_loader, env)
@@ -565,6 +570,7 @@ def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config,
         "dataset": parts.bundle.name,
         "stream": cfg.data.clip.stream,
         **accuracy_summary(scores, labels, parts.bundle.class_names),
+        "top1_logits": topk(logits, labels, 1),  # the head alone: every method under GAP's test rule
         "epochs": cfg.optim.epochs,
         "train_samples_per_s": float(np.median(speeds)) if speeds else 0.0,
         "text_encoder": parts.encoder.name,

@@ -178,6 +178,13 @@ def test_runs_compares_folders(tmp_path, cli_run):
     assert len(lines) == 4 and "| 0,1 |" in lines[2] and "55.00 ± 7.07" in lines[2] and "100.5" in lines[2]
     assert "method=pcle" in lines[3] and "optim.lr=0.05" in lines[3] and "model.bridger=True" in lines[3]
     assert "run.seed" not in lines[3]
+    assert lines[2].split(" | ")[8] == "–"  # no top1_logits and no log.jsonl: unknown, not made up
+    # an older run without top1_logits: its last epoch's line in log.jsonl, if that epoch is the last one
+    for seed, head in ((0, 48.0), (1, 58.0)):
+        (tmp_path / "gap" / f"seed{seed}" / "log.jsonl").write_text(
+            json.dumps({"epoch": 109, "test_top1": 1.0}) + "\n" + json.dumps({"epoch": 110, "test_top1": head}) + "\n")
+    res = CliRunner().invoke(app, ["runs", str(tmp_path / "gap"), "--markdown"])
+    assert res.output.splitlines()[2].split(" | ")[8] == "53.00 ± 7.07", res.output
     res = CliRunner().invoke(app, ["runs", str(tmp_path / "gap"), str(tmp_path / "pcle"), "--csv", "--sort", "top1"])
     rows = list(__import__("csv").DictReader(res.output.splitlines()))
     assert [r["method"] for r in rows] == ["pcle", "gap"] and rows[1]["runs"] == "2"

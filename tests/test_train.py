@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from pipeline import app
 from recognizer.analysis.evaluate import load_trained
+from recognizer.analysis.runs import last_epoch_head_top1
 from recognizer.checkpoint import load_checkpoint
 from recognizer.config import resolve
 from recognizer.train import train
@@ -134,6 +135,11 @@ def test_inference_rule_is_chosen_on_validation_only(tmp_path):
     no_val = train(resolve("synthetic", "pcle", overrides=tiny_overrides(tmp_path, "tiny-clip")), tmp_path / "r2",
                    progress=False)
     assert no_val["inference"]["rule"] == "logits"  # never tuned on test
+    # top1_logits: the same final weights under the head alone, as the last epoch's line scored them
+    last = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert metrics["top1_logits"] == pytest.approx(last["test_top1"])
+    assert last_epoch_head_top1(tmp_path / "run", metrics["epochs"]) == pytest.approx(metrics["top1_logits"])
+    assert no_val["top1_logits"] == pytest.approx(no_val["top1"])
 
 
 def test_parameter_groups_cover_every_trainable_parameter_once():

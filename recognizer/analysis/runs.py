@@ -72,7 +72,20 @@ def read_run(path: Path) -> RunInfo:
         raise ValueError(f"{cfg_path}: not valid YAML ({e})") from None
     if not isinstance(metrics, dict) or "top1" not in metrics:
         raise ValueError(f"{path / 'metrics.json'}: has no 'top1' (not a finished run)")
+    if "top1_logits" not in metrics and (head := last_epoch_head_top1(path, metrics.get("epochs"))) is not None:
+        metrics = {**metrics, "top1_logits": head}
     return RunInfo(path, flatten(config) if isinstance(config, dict) else {}, metrics)
+
+
+def last_epoch_head_top1(path: Path, epochs: int | None) -> float | None:
+    """Test top-1 of the classification head alone for runs whose metrics.json predates `top1_logits`:
+    the last epoch's line in log.jsonl, which training scores with the head before the rule is chosen."""
+    try:
+        lines = [json.loads(line) for line in (path / "log.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        return None
+    last = lines[-1] if lines else {}
+    return float(last["test_top1"]) if last.get("epoch") == epochs and "test_top1" in last else None
 
 
 # keys a run cannot use, with the test that says so: (key prefix, unused when this returns True)
@@ -152,6 +165,7 @@ def summarize(groups: list[list[RunInfo]]) -> list[dict]:
         m = first.metrics
         top1, top1_std = _mean_std([r.metrics["top1"] for r in group])
         top5, top5_std = _mean_std([r.metrics.get("top5", float("nan")) for r in group])
+        head, head_std = _mean_std([r.metrics.get("top1_logits", float("nan")) for r in group])
         seeds = sorted({r.config.get("run.seed") for r in group}, key=str)
         rows.append({
             "run": _label([r.path for r in group]),
@@ -162,6 +176,7 @@ def summarize(groups: list[list[RunInfo]]) -> list[dict]:
             "runs": len(group),
             "epochs": int(m.get("epochs", first.config.get("optim.epochs", 0))),
             "top1": top1, "top1_std": top1_std, "top5": top5, "top5_std": top5_std,
+            "top1_logits": head, "top1_logits_std": head_std,
             "samples_per_s": float(np.mean([r.metrics.get("train_samples_per_s", 0.0) for r in group])),
             "differences": "" if group is groups[0] else differences(first.config, reference),
         })
@@ -183,17 +198,19 @@ def cell(mean: float, std: float | None) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
-COLUMNS = ("run", "method", "dataset", "stream", "seeds", "epochs", "top-1", "top-5", "samples/s", "differences")
+COLUMNS = ("run", "method", "dataset", "stream", "seeds", "epochs", "top-1", "top-5", "top-1 head only",
+           "samples/s", "differences")
 
 
 def display_row(r: dict) -> list[str]:
+    head = "–" if np.isnan(r["top1_logits"]) else cell(r["top1_logits"], r["top1_logits_std"])
     return [r["run"], r["method"], r["dataset"], r["stream"], r["seeds"], str(r["epochs"]),
-            cell(r["top1"], r["top1_std"]), cell(r["top5"], r["top5_std"]), f"{r['samples_per_s']:.1f}",
+            cell(r["top1"], r["top1_std"]), cell(r["top5"], r["top5_std"]), head, f"{r['samples_per_s']:.1f}",
             r["differences"]]
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 4 + "---:|" * 5 + "---|"]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 4 + "---:|" * 6 + "---|"]
     for r in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in display_row(r)) + " |")
     return "\n".join(lines) + "\n"
@@ -201,7 +218,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 def to_csv(rows: list[dict]) -> str:
     cols = ["run", "method", "dataset", "stream", "seeds", "runs", "epochs", "top1", "top1_std", "top5", "top5_std",
-            "samples_per_s", "differences"]
+            "top1_logits", "top1_logits_std", "samples_per_s", "differences"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
