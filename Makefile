@@ -36,7 +36,7 @@ REPRO_ARGS ?=
 CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --out results/nw-ucla-cpu
 CPU_STREAMS = results/nw-ucla-cpu/pcle/seed0 $(foreach s,bone joint-motion bone-motion,results/nw-ucla-cpu/pcle-$(s)/seed0)
 
-.PHONY: install train test prompts bench lint clean reproduce nw-ucla-cpu
+.PHONY: install train test prompts bench lint clean reproduce nw-ucla-cpu nw-ucla-zs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,6 +80,12 @@ nw-ucla-cpu: install
 	$(CPU_GRID) --seeds 0 --set run.eval_every=4 \
 		--only pcle-no-bridger,pcle-no-interaction,pcle-no-ranking,pcle-bone,pcle-joint-motion,pcle-bone-motion
 	$(BIN)/pcle ensemble $(CPU_STREAMS) --search-val --out results/nw-ucla-cpu/ensemble-pcle-4stream.json
+
+# unseen actions on NW-UCLA (CPU protocol): 5 random splits of 2 unseen classes, PCKE and PCLE trained on
+# the 8 seen ones; the class-name baseline is PCKE's `name` text mode (no extra training). Resumable.
+nw-ucla-zs: install
+	$(BIN)/pcle zeroshot-grid --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --methods pcke,pcle \
+		--splits random:2:0-4 --set run.eval_every=4 --out results/nw-ucla-zs
 
 bench: install
 	$(BIN)/python -m bench
