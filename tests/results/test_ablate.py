@@ -143,6 +143,10 @@ def test_several_seeds_give_mean_and_std():
     md = to_markdown(recs, "synthetic", [0, 1])
     assert "| gap | " in md and "55.00 ± 7.07" in md
     assert "70.00 ± 0.00" in md and "+15.00" in md
+    # a one-seed row is set against GAP and PCLE on that seed, not against their means over seeds
+    recs.append({**recs[-1], "name": "pcle-no-ranking", "seed": 0, "top1": 66.0})
+    row = next(line for line in to_markdown(recs).splitlines() if line.startswith("| pcle-no-ranking |"))
+    assert row.split(" | ")[2:] == ["0", "66.00", "90.00", "70.00", "+16.00", "-4.00 |"]
 
 
 def test_bad_row_and_seeds_are_clean_errors(tmp_path):
