@@ -176,3 +176,20 @@ def test_keys_a_run_cannot_use_train_alike_and_share_its_config_hash(tmp_path, m
     assert config_hash(cfgs[0]) == config_hash(cfgs[1])
     pcle = [resolve("synthetic", "pcle", overrides=over + [f"{key}={v}"]) for v in values]
     assert config_hash(pcle[0]) != config_hash(pcle[1])  # PCLE uses both keys
+
+
+def test_scoring_fewer_epochs_changes_no_weight(tmp_path):
+    """run.eval_every is outside the config hash (runs.IGNORED): evaluating test and validation draws no
+    training randomness and updates no statistics, so the weights match bit for bit."""
+    from recognizer.analysis.runs import config_hash
+
+    over = tiny_overrides(tmp_path, "tiny-clip") + ["optim.epochs=2", "data.val_fraction=0.25"]
+    cfgs = [resolve("synthetic", "pcle", overrides=over + [f"run.eval_every={n}"]) for n in (1, 2)]
+    for cfg, n in zip(cfgs, (1, 2)):
+        train(cfg, tmp_path / str(n), progress=False)
+    logs = [(tmp_path / str(n) / "log.jsonl").read_text().splitlines() for n in (1, 2)]
+    assert ["test_top1" in json.loads(line) for line in logs[1]] == [False, True]
+    a, b = (load_checkpoint(tmp_path / str(n) / "checkpoint.pt")["model"] for n in (1, 2))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert config_hash(cfgs[0]) == config_hash(cfgs[1])
