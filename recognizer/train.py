@@ -33,7 +33,7 @@ from recognizer.distributed import all_gather_plain, gather_outputs, sync_batchn
 from recognizer.method.corpus import load_corpus
 from recognizer.method.graph import Layout
 from recognizer.method.losses import total_loss
-from recognizer.method.model import PromptedContrastiveModel
+from recognizer.method.model import LOGITS_ONLY, PromptedContrastiveModel
 from recognizer.method.prompt_learner import PromptLearner
 from recognizer.method.text_bank import TextBank, build_text_bank
 from recognizer.method.text_encoder import TextEncoder, build_text_encoder
@@ -259,8 +259,9 @@ def predict(model: PromptedContrastiveModel, loader: DataLoader, env: Env, class
         with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
             out = model(x.to(env.device, non_blocking=True), class_text=class_text)
         scores.append(model.scores(out).float().cpu())
-        logits.append(out["logits"].float().cpu())
         labels.append(y)
+        if with_logits:
+            logits.append(out["logits"].float().cpu())
     result = (torch.cat(scores).numpy(), torch.cat(labels).numpy())
     return (*result, torch.cat(logits).numpy()) if with_logits else result
 
@@ -486,7 +487,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
     start, history = 0, []
     if state is not None:
         unwrap(model).load_state_dict(_strip_module(state["model"]))
-        unwrap(model).fusion.copy_(torch.tensor([1.0, 0.0]))  # epochs score the head; `finish` picks the rule again
+        unwrap(model).fusion.copy_(torch.tensor(LOGITS_ONLY))  # epochs score the head; `finish` picks the rule again
         if state.get("text_encoder_state") is not None:
             parts.encoder.load_state_dict(state["text_encoder_state"])
             parts.bank = parts.bank.refresh(parts.encoder)

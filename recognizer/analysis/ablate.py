@@ -190,7 +190,7 @@ def aggregate(records: list[dict]) -> list[dict]:
     rows = []
     for name in dict.fromkeys(r["name"] for r in records):
         group = [r for r in records if r["name"] == name]
-        row = {"name": name, "seeds": len(group), "epochs": group[0]["epochs"]}
+        row = {"name": name, "seeds": len(group), "seed_list": [r["seed"] for r in group], "epochs": group[0]["epochs"]}
         for k in METRICS:
             vals = np.array([r[k] for r in group])
             row[k] = float(vals.mean())
@@ -226,8 +226,7 @@ def to_markdown(records: list[dict], dataset: str = "", seeds: list[int] | None 
              "| variant | description | seeds | top-1 | top-5 | mean class acc. | Δ top-1 vs GAP | Δ top-1 vs PCLE |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        row_seeds = ",".join(str(x["seed"]) for x in records if x["name"] == r["name"])
-        lines.append(f"| {r['name']} | {DESCRIPTIONS.get(r['name'], '')} | {row_seeds} | "
+        lines.append(f"| {r['name']} | {DESCRIPTIONS.get(r['name'], '')} | {','.join(map(str, r['seed_list']))} | "
                      f"{_cell(r['top1'], r['top1_std'])} | {_cell(r['top5'], r['top5_std'])} | "
                      f"{_cell(r['mean_class_accuracy'], r['mean_class_accuracy_std'])} | "
                      f"{paired_delta(records, r['name'], 'gap')} | {paired_delta(records, r['name'], 'pcle')} |")

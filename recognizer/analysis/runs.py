@@ -80,11 +80,13 @@ def read_run(path: Path) -> RunInfo:
 def last_epoch_head_top1(path: Path, epochs: int | None) -> float | None:
     """Test top-1 of the classification head alone for runs whose metrics.json predates `top1_logits`:
     the last epoch's line in log.jsonl, which training scores with the head before the rule is chosen."""
+    from recognizer.analysis.curves import read_log
+
     try:
-        lines = [json.loads(line) for line in (path / "log.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError):
+        log = read_log(path)
+    except (OSError, ValueError):  # no log.jsonl, or not JSON lines: unknown, shown as such
         return None
-    last = lines[-1] if lines else {}
+    last = log[-1] if log else {}
     return float(last["test_top1"]) if last.get("epoch") == epochs and "test_top1" in last else None
 
 

@@ -23,6 +23,7 @@ from recognizer.method.prompt_learner import PromptLearner
 from recognizer.method.text_encoder import TextEncoder
 
 SCALE_TERMS = ("global", *PART_GROUP_NAMES, "after")  # one logit scale per contrastive term (GAP: 5)
+LOGITS_ONLY = (1.0, 0.0)  # `fusion` weights (logits, similarity): the classification head alone, GAP's rule
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -56,7 +57,7 @@ class PromptedContrastiveModel(nn.Module):
         self.prompt_learner = prompt_learner
         self.register_buffer("class_text", torch.zeros(num_classes, text_dim))  # (C, D), saved
         # Inference: scores = fusion[0] * logits + fusion[1] * scale_after * sim_after; set from validation.
-        self.register_buffer("fusion", torch.tensor([1.0, 0.0]))
+        self.register_buffer("fusion", torch.tensor(LOGITS_ONLY))
 
     @property
     def interacts(self) -> bool:
@@ -129,5 +130,5 @@ class PromptedContrastiveModel(nn.Module):
         return scores
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        state_dict.setdefault(prefix + "fusion", torch.tensor([1.0, 0.0]))  # checkpoints from before the buffer
+        state_dict.setdefault(prefix + "fusion", torch.tensor(LOGITS_ONLY))  # checkpoints from before the buffer
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
