@@ -149,6 +149,13 @@ def param_groups(model: PromptedContrastiveModel, encoder: TextEncoder, cfg: Con
 
 
 # ----------------------------------------------------------------------------- building blocks
+def build_optimizer(model, parts: Parts, cfg: Config, env: Env) -> tuple[torch.optim.SGD, torch.amp.GradScaler]:
+    """SGD over the run's parameter groups and the loss scaler (active only under fp16)."""
+    opt = torch.optim.SGD(param_groups(unwrap(model), parts.encoder, cfg), lr=cfg.optim.lr,
+                          momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
+    return opt, torch.amp.GradScaler(env.device.type, enabled=env.amp == torch.float16)
+
+
 def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
     """Stratified validation split taken out of train (for ensemble-weight search)."""
     if fraction <= 0:
@@ -481,9 +488,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
     model = parts.model
     if cfg.run.sync_bn and env.world > 1:  # BatchNorm statistics of the global batch (CPU/gloo too)
         model = sync_batchnorm(model, env.device)
-    opt = torch.optim.SGD(param_groups(unwrap(model), parts.encoder, cfg), lr=cfg.optim.lr,
-                          momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
-    scaler = torch.amp.GradScaler(env.device.type, enabled=env.amp == torch.float16)
+    opt, scaler = build_optimizer(model, parts, cfg, env)
     start, history = 0, []
     if state is not None:
         unwrap(model).load_state_dict(_strip_module(state["model"]))
