@@ -19,7 +19,7 @@ from recognizer.datasets.splits import (
     resolve_unseen,
     seen_bundle,
 )
-from recognizer.zeroshot.metrics import base_to_new, gzsl, harmonic, zsl
+from recognizer.zeroshot.metrics import all_metrics, ausuc, base_to_new, gzsl, harmonic, zsl
 from recognizer.zeroshot.text import ClassText, zeroshot_scores
 
 SYN = [line.strip() for line in open(SPLIT_DIR.parents[3] / "prompts" / "classes" / "synthetic.txt") if line.strip()]
@@ -112,6 +112,20 @@ def test_gzsl_harmonic_mean_and_calibration():
     big = gzsl(scores, labels, [1, 3], gamma=10)  # everything predicted unseen
     assert big["gzsl_seen"] == 0 and big["gzsl_unseen"] == 100 and big["gzsl_h"] == 0
     assert harmonic(50, 100) == pytest.approx(200 / 3) and harmonic(0, 0) == 0
+
+
+def test_ausuc_by_hand_and_against_a_gamma_sweep():
+    scores, labels = hand_made()
+    # d = max seen - max unseen: 0.6, 0.15, 0.05, 0.05, -0.1, 0.1; right if best-of-own-side: all but sample 5.
+    # (U, S) as gamma grows: (0, 2/3) (1/3, 2/3) (2/3, 1/3) (1, 1/3) (1, 0) -> area 2/9 + 1/6 + 1/9 = 1/2
+    assert ausuc(scores, labels, [1, 3]) == pytest.approx(50.0)
+    # the same curve traced with the calibrated GZSL itself, on a fine gamma grid
+    sweep = [gzsl(scores, labels, [1, 3], g) for g in np.linspace(-1, 1, 20001)]
+    u, s = np.array([x["gzsl_unseen"] for x in sweep]), np.array([x["gzsl_seen"] for x in sweep])
+    assert np.trapezoid(s, u) / 100 == pytest.approx(ausuc(scores, labels, [1, 3]), abs=0.5)
+    perfect = np.eye(4)[labels]
+    assert ausuc(perfect, labels, [1, 3]) == pytest.approx(100.0)
+    assert all_metrics(scores, labels, [1, 3])["gzsl_ausuc"] == pytest.approx(50.0)
 
 
 def test_zsl_and_base_to_new():

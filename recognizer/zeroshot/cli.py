@@ -8,9 +8,7 @@ import typer
 from rich.table import Table
 
 from recognizer.cli import clean_errors, console
-from recognizer.zeroshot.evaluate import METRICS, aggregate
-
-HEADERS = ("ZSL top-1", "ZSL top-5", "GZSL seen", "GZSL unseen", "GZSL H", "base", "new", "base-new H")
+from recognizer.zeroshot.evaluate import HEADERS, METRICS, aggregate
 
 
 def _table(title: str, records: list[dict]) -> Table:

@@ -20,7 +20,9 @@ from recognizer.datasets.splits import keep_classes, resolve_unseen
 from recognizer.zeroshot.metrics import all_metrics
 from recognizer.zeroshot.text import DEFAULT_TEMPLATE, class_text_embeddings, zeroshot_scores
 
-METRICS = ("zsl_top1", "zsl_top5", "gzsl_seen", "gzsl_unseen", "gzsl_h", "base", "new", "base_new_h")
+METRICS = ("zsl_top1", "zsl_top5", "gzsl_seen", "gzsl_unseen", "gzsl_h", "gzsl_ausuc", "base", "new", "base_new_h")
+HEADERS = ("ZSL top-1", "ZSL top-5", "GZSL seen", "GZSL unseen", "GZSL H", "GZSL AUSUC", "base", "new",
+           "base-new H")  # one per METRICS entry
 
 
 @dataclass
@@ -159,9 +161,8 @@ def to_markdown(records: list[dict], title: str = "Zero-shot") -> str:
     gamma = records[0]["gamma"] if records else 0.0
     lines = [f"# {title}", "", f"Splits ({len(splits)}): {', '.join(splits)}. GZSL calibration gamma = {gamma:g}. "
              "Cells: mean ± sample std over splits (per-sample top-1 %).", "",
-             "| method | unseen-class text | runs | ZSL top-1 | ZSL top-5 | GZSL seen | GZSL unseen | GZSL H "
-             "| base | new | base-new H |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| method | unseen-class text | runs | " + " | ".join(HEADERS) + " |",
+             "|---|---|---:|" + "---:|" * len(HEADERS)]
     for row in aggregate(records):
         lines.append(f"| {row['method']} | {TEXT_LABELS.get(row['text'], row['text'])} | {row['runs']} | "
                      + " | ".join(cell(row, m) for m in METRICS) + " |")

@@ -6,7 +6,9 @@ Accuracies are per-sample top-1 (or top-k) in percent, as `pcle evaluate`'s top-
 - GZSL (Xian et al.'s protocol): every test sample ranked among all C classes; seen accuracy S over the
   seen-class samples, unseen accuracy U over the unseen-class samples, harmonic mean H = 2SU / (S + U).
   Calibrated stacking (Chao et al. 2016): `gamma` is subtracted from the seen classes' scores before the
-  argmax, trading seen for unseen accuracy (gamma = 0: plain GZSL).
+  argmax, trading seen for unseen accuracy (gamma = 0: plain GZSL). AUSUC (Chao et al. 2016): the area
+  under the seen-unseen accuracy curve traced by every gamma, a GZSL summary that needs no calibration
+  choice (100 = both perfect at once; the plain H depends on where gamma = 0 happens to sit).
 - Base-to-new (CoCoOp's protocol): base = seen-class samples among the seen classes only, new =
   unseen-class samples among the unseen classes only, and their harmonic mean.
 """
@@ -55,6 +57,28 @@ def gzsl(scores: np.ndarray, labels: np.ndarray, unseen: list[int], gamma: float
     return {"gzsl_seen": acc_s, "gzsl_unseen": acc_u, "gzsl_h": harmonic(acc_s, acc_u), "gamma": float(gamma)}
 
 
+def ausuc(scores: np.ndarray, labels: np.ndarray, unseen: list[int]) -> float:
+    """Area (%) under the curve of (unseen accuracy, seen accuracy) as gamma runs from -inf to +inf.
+
+    With calibration gamma a sample gets its best seen class when max_seen - gamma > max_unseen, else
+    its best unseen class; so a seen sample is right for gamma < d = max_seen - max_unseen if its best
+    seen class is right, an unseen sample for gamma >= d if its best unseen class is. The curve only
+    moves at the samples' d values: one point per distinct d (plus gamma = -inf), trapezoid rule.
+    """
+    s_ids, u_ids = _split_ids(scores.shape[1], unseen)
+    seen_rows, unseen_rows = np.isin(labels, s_ids), np.isin(labels, u_ids)
+    if not seen_rows.any() or not unseen_rows.any():
+        return 0.0
+    d = scores[:, s_ids].max(1) - scores[:, u_ids].max(1)  # (N,)
+    right_seen = seen_rows & (s_ids[scores[:, s_ids].argmax(1)] == labels)
+    right_unseen = unseen_rows & (u_ids[scores[:, u_ids].argmax(1)] == labels)
+    d_s, d_u = np.sort(d[right_seen]), np.sort(d[right_unseen])
+    gammas = np.concatenate([[-np.inf], np.unique(d)])
+    acc_s = (len(d_s) - np.searchsorted(d_s, gammas, side="right")) / seen_rows.sum()  # right while d > gamma
+    acc_u = np.searchsorted(d_u, gammas, side="right") / unseen_rows.sum()  # right while d <= gamma
+    return float(np.trapezoid(acc_s, acc_u) * 100)
+
+
 def base_to_new(scores: np.ndarray, labels: np.ndarray, unseen: list[int]) -> dict[str, float]:
     s_ids, u_ids = _split_ids(scores.shape[1], unseen)
     base, new = _topk_within(scores, labels, s_ids, 1), _topk_within(scores, labels, u_ids, 1)
@@ -62,4 +86,5 @@ def base_to_new(scores: np.ndarray, labels: np.ndarray, unseen: list[int]) -> di
 
 
 def all_metrics(scores: np.ndarray, labels: np.ndarray, unseen: list[int], gamma: float = 0.0) -> dict[str, float]:
-    return {**zsl(scores, labels, unseen), **gzsl(scores, labels, unseen, gamma), **base_to_new(scores, labels, unseen)}
+    return {**zsl(scores, labels, unseen), **gzsl(scores, labels, unseen, gamma),
+            "gzsl_ausuc": ausuc(scores, labels, unseen), **base_to_new(scores, labels, unseen)}
