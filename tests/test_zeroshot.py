@@ -184,6 +184,9 @@ def test_zeroshot_grid_cli_tables_and_resume(tmp_path):
     assert res.exit_code == 0, res.output
     again = (tmp_path / "again" / "zeroshot.md").read_text()
     assert "gamma = 0.05" in again and "| pcle | class name only | 2 |" in again and " ± " in again
+    # the run's own zeroshot.json keeps the grid's evaluations beside the new one (other gamma)
+    records = json.loads((tmp_path / "grid" / "pcle" / "random-2-0" / "zeroshot.json").read_text())
+    assert [(r["text"], r["gamma"]) for r in records] == [("learned", 0.0), ("name", 0.0), ("name", 0.05)]
     # split by split, and the tables follow each run: when a run starts, they list those before it
     from recognizer.zeroshot.grid import run_zeroshot_grid
 

@@ -125,13 +125,36 @@ def evaluate_zeroshot(run: str | Path, modes: list[str] | None = None, corpus: s
         records.append({
             "run": str(run), "method": cfg.method, "dataset": bundle.name, "split": cfg.data.unseen,
             "text": mode, "parts_weight": parts_weight, "corpus": str(corpus) if mode != "learned" else None,
+            "template": template if mode == "name" else None,
             "unseen_classes": [names[i] for i in unseen], **all_metrics(scores, emb.labels, unseen_cols, gamma),
             "base_model_top1": model_top1,  # the model's own inference (classifier + fusion) on the seen classes
             "samples_seen": int(seen_rows.sum()), "samples_unseen": int((~seen_rows).sum()),
         })
     if run.is_dir():
-        atomic_write_text(run / "zeroshot.json", json.dumps(records, indent=1) + "\n")
+        keep_earlier(run / "zeroshot.json", records)
     return records
+
+
+def _evaluation_key(record: dict) -> tuple:
+    return (record["text"], record["parts_weight"], record["gamma"], record["corpus"], record.get("template"),
+            tuple(record["unseen_classes"]))
+
+
+def keep_earlier(path: Path, records: list[dict]) -> None:
+    """Write `records` to RUN/zeroshot.json, keeping earlier evaluations made with other options.
+
+    A run is often scored several ways (text modes, part weights, gamma); each call replaces only the
+    records it recomputes, so scoring with `--parts 1` does not erase the grid's numbers.
+    """
+    earlier = []
+    if path.is_file():
+        try:
+            earlier = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); move it away to start it afresh") from err
+    fresh = {_evaluation_key(r) for r in records}
+    merged = [r for r in earlier if _evaluation_key(r) not in fresh] + records
+    atomic_write_text(path, json.dumps(merged, indent=1) + "\n")
 
 
 def aggregate(records: list[dict]) -> list[dict]:
