@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
@@ -38,7 +39,6 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from recognizer.config import merge, resolve  # noqa: E402
-from recognizer.datasets import Split  # noqa: E402
 from recognizer.run_setup import default_root, with_data_root  # noqa: E402
 from recognizer.train import (  # noqa: E402
     build_optimizer,
@@ -71,10 +71,6 @@ class KernelCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _head(split: Split, n: int) -> Split:
-    return Split(split.data[:n], split.labels[:n], split.lengths[:n], split.names[:n])
-
-
 def measure(method: str, stream: str, reps: int) -> dict:
     """FLOPs and CPU seconds of one training step (batch = optim.batch_size) and per test clip."""
     cfg = resolve("nw-ucla", method, overrides=[f"data.clip.stream={stream}"])
@@ -84,7 +80,9 @@ def measure(method: str, stream: str, reps: int) -> dict:
     n_train, n_test = len(parts.bundle.train), len(parts.bundle.test)
     batch = cfg.optim.batch_size
     step_cfg = merge(cfg, {"optim": {"repeat": 1}})  # one pass over `batch` clips = one step
-    loader = make_loader_for(_head(parts.bundle.train, batch), parts.bundle.layout, step_cfg, True, env)
+    first = {name: split.take(np.arange(min(batch, len(split))))  # one batch of each
+             for name, split in (("train", parts.bundle.train), ("test", parts.bundle.test))}
+    loader = make_loader_for(first["train"], parts.bundle.layout, step_cfg, True, env)
     opt, scaler = build_optimizer(parts.model, parts, cfg, env)
     train_one_epoch(parts.model, parts, step_cfg, env, loader, opt, scaler, 0, False)  # warm-up
     with FlopCounterMode(display=False) as counter:
@@ -99,7 +97,7 @@ def measure(method: str, stream: str, reps: int) -> dict:
         seconds.append(time.perf_counter() - t)
     # One evaluation batch, forward only. Counted with autograd on: the counter's module tracker fails
     # under no_grad (torch 2.13), and a forward costs the same FLOPs either way.
-    x, _, _ = next(iter(make_loader_for(_head(parts.bundle.test, batch), parts.bundle.layout, cfg, False, env)))
+    x, _, _ = next(iter(make_loader_for(first["test"], parts.bundle.layout, cfg, False, env)))
     class_text = final_class_text(parts.model, parts, cfg).detach()
     parts.model.eval()
     with FlopCounterMode(display=False) as counter:

@@ -167,12 +167,7 @@ def holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split | No
         val.append(rng.permutation(members)[: max(1, int(fraction * len(members)))])
     val = np.concatenate(val)
     keep = np.setdiff1d(np.arange(len(split)), val)
-
-    def take(idx: np.ndarray) -> Split:
-        return Split(split.data[idx], split.labels[idx], split.lengths[idx],
-                     [split.names[i] for i in idx] if split.names else [])
-
-    return take(keep), take(np.sort(val))
+    return split.take(keep), split.take(np.sort(val))
 
 
 @dataclass

@@ -35,6 +35,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, idx: np.ndarray) -> Split:
+        """The samples at positions `idx` (in that order), labels unchanged."""
+        return Split(self.data[idx], self.labels[idx], self.lengths[idx],
+                     [self.names[i] for i in idx] if self.names else [])
+
 
 @dataclass
 class DatasetBundle:

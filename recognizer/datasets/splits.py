@@ -125,9 +125,9 @@ def keep_classes(split: Split, keep: list[int]) -> Split:
     """The samples of classes `keep`, labels renumbered to positions in `keep`."""
     remap = np.full(int(max(split.labels.max(initial=0), max(keep, default=0))) + 1, -1, dtype=np.int64)
     remap[keep] = np.arange(len(keep))
-    idx = np.flatnonzero(np.isin(split.labels, keep))
-    return Split(split.data[idx], remap[split.labels[idx]], split.lengths[idx],
-                 [split.names[i] for i in idx] if split.names else [])
+    kept = split.take(np.flatnonzero(np.isin(split.labels, keep)))
+    kept.labels = remap[kept.labels]
+    return kept
 
 
 def seen_bundle(bundle: DatasetBundle, spec: str) -> DatasetBundle:
