@@ -149,7 +149,7 @@ def refuse_other_configs(planned: list[tuple[Path, object]]) -> None:
     """A run folder is reused only for the config it was made with; otherwise stop before training anything."""
     clashes = []
     for run, cfg in planned:
-        saved = saved_config(run)
+        saved, cfg = saved_config(run), with_data_root(cfg)  # a saved config names its data root; compare alike
         if saved is not None and config_hash(saved) != config_hash(cfg):
             clashes.append(f"{run} ({config_differences(saved, cfg)})")
     if clashes:

@@ -32,13 +32,16 @@ def run_zeroshot_grid(out: str | Path, dataset: str | None, config: str | None, 
     from recognizer.analysis.ablate import refuse_other_configs, train_or_reuse
     from recognizer.config import resolve
     from recognizer.datasets.splits import expand_specs, slug
+    from recognizer.run_setup import check_config, with_data_root
 
     out = Path(out)
     specs = expand_specs(splits)
     base = list(overrides or []) + ([f"optim.epochs={epochs}"] if epochs else [])
     # split by split, every method on each: a grid cut short still holds paired comparisons
-    plan = [(m, s, resolve(dataset, m, config, base + [f"data.unseen={json.dumps(s)}"]))
+    plan = [(m, s, with_data_root(resolve(dataset, m, config, base + [f"data.unseen={json.dumps(s)}"])))
             for s in specs for m in methods]
+    for _, _, cfg in plan:  # a bad key fails before hours of training
+        check_config(cfg)
     refuse_other_configs([(out / method / slug(spec), cfg) for method, spec, cfg in plan])
     title = f"Zero-shot on {dataset or plan[0][2].data.dataset}"
     records = []

@@ -154,3 +154,21 @@ def test_bad_row_and_seeds_are_clean_errors(tmp_path):
     assert res.exit_code == 2 and "unknown ablation row" in res.output
     res = CliRunner().invoke(app, ["ablate", "--dataset", "synthetic", "--seeds", "a", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "--seeds" in res.output
+
+
+def test_saved_config_with_its_data_root_is_the_same_config(tmp_path):
+    """A run's config.yaml names the data root it read; a plan with `data.root` unset (the dataset's default)
+    is still that config, while any other change is refused. (zeroshot-grid refused its own runs before.)"""
+    from recognizer.analysis.ablate import refuse_other_configs
+    from recognizer.config import resolve, to_yaml
+    from recognizer.run_setup import with_data_root
+
+    planned = resolve("nw-ucla", "pcke", overrides=['data.unseen="random:2:0"'])
+    assert planned.data.root is None
+    run = tmp_path / "pcke" / "random-2-0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(to_yaml(with_data_root(planned)))  # what train() writes
+    refuse_other_configs([(run, planned)])
+    other = resolve("nw-ucla", "pcke", overrides=['data.unseen="random:2:1"'])
+    with pytest.raises(ValueError, match="another config"):
+        refuse_other_configs([(run, other)])
