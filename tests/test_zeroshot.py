@@ -140,6 +140,36 @@ def test_zsl_and_base_to_new():
         zsl(scores, labels, [])
 
 
+def test_pairwise_cosine_and_centroid_diagnostics():
+    from recognizer.zeroshot.diagnostics import centroid_diagnostics, mean_pairwise_cosine
+
+    # pairs (a, b) 0, (a, c) and (b, c) 1/sqrt(2) each
+    assert mean_pairwise_cosine(np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])) == pytest.approx(2 ** 0.5 / 3)
+    # leave-one-out nearest centroid, checked against a loop that recomputes each centroid without the clip
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 3, 5, 7], [6, 5, 7, 4])
+    emb = rng.normal(size=(len(labels), 6)) + 0.8 * np.eye(6)[labels % 6]
+    x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    right = 0
+    for i in np.flatnonzero(np.isin(labels, [3, 5, 7])):
+        cents = [x[(labels == c) & (np.arange(len(x)) != i)].mean(0) for c in (3, 5, 7)]
+        cos = [c @ x[i] / np.linalg.norm(c) for c in cents]
+        right += (3, 5, 7)[int(np.argmax(cos))] == labels[i]
+    got = centroid_diagnostics(emb, labels, [7, 3, 5])
+    assert got["unseen_oracle_top1"] == pytest.approx(100 * right / 16) and 0 < right < 16
+    means = [x[labels == c].mean(0) for c in (3, 5, 7)]
+    assert got["unseen_skeleton_cos"] == pytest.approx(mean_pairwise_cosine(np.stack(means)))
+    # two classes on one point: centroid cosine 1; far apart: oracle 100 and cosine -1
+    same = centroid_diagnostics(np.ones((4, 3)), np.array([0, 0, 1, 1]), [0, 1])
+    assert same["unseen_skeleton_cos"] == pytest.approx(1.0)
+    apart = centroid_diagnostics(np.array([[1.0, 0.1], [1.0, -0.1], [-1.0, 0.1], [-1.0, -0.1]]),
+                                 np.array([0, 0, 1, 1]), [0, 1])
+    assert apart["unseen_oracle_top1"] == 100 and apart["unseen_skeleton_cos"] == pytest.approx(-1.0)
+    # undefined: one class, or a class with one clip (no leave-one-out centroid)
+    assert centroid_diagnostics(emb, labels, [3]) == {"unseen_skeleton_cos": None, "unseen_oracle_top1": None}
+    assert centroid_diagnostics(emb[:7], labels[:7], [0, 3])["unseen_oracle_top1"] is None
+
+
 def test_best_of_and_parts_scores():
     g = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     syn = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])  # class 0: two opposite synonyms, class 1: one
@@ -175,6 +205,7 @@ def test_zeroshot_grid_cli_tables_and_resume(tmp_path):
         assert records[0]["zsl_top1"] == records[0]["new"]  # ZSL top-1 is base-to-new's "new"
     table = (tmp_path / "grid" / "zeroshot.md").read_text()
     assert "| pcle | learned context + name | 2 |" in table and " ± " in table
+    assert "## Per run" in table and table.count("| pcle | random:2:") == 4  # 2 splits x 2 text modes
     assert len((tmp_path / "grid" / "zeroshot.csv").read_text().splitlines()) == 1 + 4
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0 and res.output.count("done already") == 2, res.output
@@ -234,6 +265,9 @@ def test_tiny_run_names_two_unseen_classes_better_than_chance(tmp_path):
     rec = evaluate_zeroshot(run, ["mean"], parts_weight=1.0)[0]
     assert rec["unseen_classes"] == list(unseen) and rec["samples_unseen"] == 40 and rec["samples_seen"] == 160
     assert rec["zsl_top1"] >= ZSL_FLOOR, rec
+    # the diagnostics: this encoder separates the unseen classes (oracle >= ZSL's floor), text cos in [-1, 1]
+    assert rec["unseen_oracle_top1"] >= ZSL_FLOOR and -1 <= rec["unseen_text_cos"] < 1, rec
+    assert -1 <= rec["unseen_skeleton_cos"] < 1, rec
     # a corpus without the unseen classes: one clear error naming both
     seen_only = tmp_path / "seen-only.jsonl"
     seen_only.write_text("".join(line + "\n" for line in CURATED["ntu120"].read_text().splitlines()
@@ -244,3 +278,4 @@ def test_tiny_run_names_two_unseen_classes_better_than_chance(tmp_path):
     assert res.exit_code == 2 and "needs a PCLE run" in res.output, res.output
     one = evaluate_zeroshot(run, ["name"], classes=["squat down"])[0]
     assert one["unseen_classes"] == ["squat down"] and one["zsl_top1"] == 100  # one unseen class: trivially right
+    assert one["unseen_text_cos"] is None and one["unseen_oracle_top1"] is None  # no pair to compare

@@ -17,6 +17,7 @@ import torch
 
 from recognizer.checkpoint import atomic_write_text
 from recognizer.datasets.splits import keep_classes, resolve_unseen
+from recognizer.zeroshot.diagnostics import centroid_diagnostics, mean_pairwise_cosine
 from recognizer.zeroshot.metrics import all_metrics
 from recognizer.zeroshot.text import DEFAULT_TEMPLATE, class_text_embeddings, zeroshot_scores
 
@@ -112,6 +113,7 @@ def evaluate_zeroshot(run: str | Path, modes: list[str] | None = None, corpus: s
     eval_names = [names[i] for i in keep]
     unseen_cols = [keep.index(i) for i in unseen]
     emb = embed_test(trained.model, bundle, cfg, device)
+    skeleton = centroid_diagnostics(emb.skel_global.numpy(), emb.labels, unseen_cols)  # the same for every mode
     encoder = build_text_encoder(cfg.text).to(device)
     corpus = corpus or cfg.prompt.corpus or bundle.corpus
     records = []
@@ -128,6 +130,8 @@ def evaluate_zeroshot(run: str | Path, modes: list[str] | None = None, corpus: s
             "template": template if mode == "name" else None,
             "unseen_classes": [names[i] for i in unseen], **all_metrics(scores, emb.labels, unseen_cols, gamma),
             "base_model_top1": model_top1,  # the model's own inference (classifier + fusion) on the seen classes
+            "unseen_text_cos": mean_pairwise_cosine(text.classes[unseen_cols].numpy()) if len(unseen) > 1 else None,
+            **skeleton,
             "samples_seen": int(seen_rows.sum()), "samples_unseen": int((~seen_rows).sum()),
         })
     if run.is_dir():
@@ -189,16 +193,41 @@ def to_markdown(records: list[dict], title: str = "Zero-shot") -> str:
     for row in aggregate(records):
         lines.append(f"| {row['method']} | {TEXT_LABELS.get(row['text'], row['text'])} | {row['runs']} | "
                      + " | ".join(cell(row, m) for m in METRICS) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *per_run_markdown(records)]) + "\n"
+
+
+PER_RUN = (("zsl_top1", "ZSL top-1", ".1f"), ("gzsl_ausuc", "GZSL AUSUC", ".1f"),
+           ("base_model_top1", "closed-set top-1", ".1f"), ("unseen_text_cos", "text cos", ".2f"),
+           ("unseen_skeleton_cos", "skeleton cos", ".2f"), ("unseen_oracle_top1", "oracle top-1", ".1f"))
+
+
+def per_run_markdown(records: list[dict]) -> list[str]:
+    """One row per evaluation, with the text/skeleton diagnostics (`recognizer.zeroshot.diagnostics`)."""
+    def fmt(value, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    lines = ["## Per run", "", "text cos / skeleton cos: mean cosine between the unseen classes' text embeddings / "
+             "skeleton centroids; oracle top-1: leave-one-out nearest skeleton centroid among the unseen classes "
+             "(what a perfect text side would reach with this skeleton encoder). closed-set top-1: the run's own "
+             "inference on its seen classes.", "",
+             "| method | split | unseen classes | unseen-class text | " + " | ".join(h for _, h, _ in PER_RUN) + " |",
+             "|---|---|---|---|" + "---:|" * len(PER_RUN)]
+    for r in records:
+        text = TEXT_LABELS.get(r["text"], r["text"])
+        text += f" + parts (w {r['parts_weight']:g})" if r["parts_weight"] else ""
+        lines.append(f"| {r['method']} | {r['split']} | {', '.join(r['unseen_classes'])} | {text} | "
+                     + " | ".join(fmt(r.get(k), spec) for k, _, spec in PER_RUN) + " |")
+    return lines
 
 
 def to_csv(records: list[dict]) -> str:
-    cols = ["method", "text", "split", *METRICS, "gamma", "parts_weight", "base_model_top1", "samples_seen",
-            "samples_unseen", "run"]
+    cols = ["method", "text", "split", *METRICS, "gamma", "parts_weight", "base_model_top1", "unseen_text_cos",
+            "unseen_skeleton_cos", "unseen_oracle_top1", "samples_seen", "samples_unseen", "run"]
     lines = [",".join(cols)]
     for r in records:
-        lines.append(",".join(f"{r[c]:.4f}" if isinstance(r[c], float) else f'"{r[c]}"' if "," in str(r[c])
-                              else str(r[c]) for c in cols))
+        values = [r.get(c) for c in cols]
+        lines.append(",".join("" if v is None else f"{v:.4f}" if isinstance(v, float) else f'"{v}"' if "," in str(v)
+                              else str(v) for v in values))
     return "\n".join(lines) + "\n"
 
 
