@@ -237,6 +237,15 @@ def test_zeroshot_grid_cli_tables_and_resume(tmp_path):
                             "[4/4] pcle random:2:1"]
     assert tables["[1/4] gap random:2:0"] == "" and "| gap |" in tables["[2/4] pcle random:2:0"]
     assert "| pcle |" in tables["[3/4] gap random:2:1"]
+    # committed results keep no checkpoint: the grid re-tabulates from the evaluations the runs stored
+    grid = dict(out=tmp_path / "grid", dataset="synthetic", config=None, methods=["pcle"], splits=["random:2:0-1"],
+                epochs=1, overrides=tiny_overrides(tmp_path, "tiny-clip"), log=lambda msg: None)
+    before = run_zeroshot_grid(**grid)
+    for ckpt in (tmp_path / "grid").rglob("checkpoint.pt"):
+        ckpt.unlink()
+    assert run_zeroshot_grid(**grid) == before
+    with pytest.raises(ValueError, match=r"random-2-0: no checkpoint.pt .* text learned, name \(parts 1,"):
+        run_zeroshot_grid(**grid, parts_weight=1.0)  # never evaluated with parts: said, not silently skipped
 
 
 # Measured with this exact config for run.seed 0..3 (corpus mean + parts, weight 1): ZSL top-1 95.0, 97.5,

@@ -161,6 +161,31 @@ def keep_earlier(path: Path, records: list[dict]) -> None:
     atomic_write_text(path, json.dumps(merged, indent=1) + "\n")
 
 
+def stored_evaluation(run: Path, modes: list[str], gamma: float = 0.0, parts_weight: float = 0.0,
+                      template: str = DEFAULT_TEMPLATE) -> list[dict]:
+    """The records RUN/zeroshot.json holds for these options, one per mode: how a finished run whose
+    checkpoint is gone (committed results keep only small files) still joins a grid's tables.
+
+    Records are matched on text mode, part weight, gamma and (mode `name`) template; a mode stored with
+    several corpora is ambiguous and refused, like a mode never stored with these options.
+    """
+    path = run / "zeroshot.json"
+    stored = json.loads(path.read_text()) if path.is_file() else []
+    out, missing = [], []
+    for mode in modes:
+        want = (mode, parts_weight, gamma, template if mode == "name" else None)
+        found = [r for r in stored if (r["text"], r["parts_weight"], r["gamma"], r.get("template")) == want]
+        if len(found) != 1:
+            missing.append(mode if not found else f"{mode} (stored with {len(found)} corpora)")
+        else:
+            out += found
+    if missing:
+        raise ValueError(f"{run}: no checkpoint.pt to evaluate and no single stored evaluation in {path.name} for "
+                         f"text {', '.join(missing)} (parts {parts_weight:g}, gamma {gamma:g}); retrain the run "
+                         "(move the folder away and rerun) to evaluate it with these options")
+    return out
+
+
 def aggregate(records: list[dict]) -> list[dict]:
     """Mean and sample std of every metric per (method, text mode), in first-seen order."""
     rows = []

@@ -2,9 +2,11 @@
 
 Runs go to OUT/<method>/<split>/ (e.g. OUT/pcke/random-2-0/) through `recognizer.train.train` with
 `data.unseen=<split>`; finished runs (metrics.json) are read, interrupted ones resumed, so rerunning
-the command continues the grid. Each run is evaluated in the text modes of its method (PCLE: learned
-context and class name only; PCKE/GAP: corpus mean, best-of and class name only) and OUT/zeroshot.md,
-.csv and .json hold mean ± std over the splits.
+the command continues the grid. A finished run without its checkpoint (committed results keep only the
+small files) contributes the evaluation its RUN/zeroshot.json stored with the same options.
+Each run is evaluated in the text modes of its method (PCLE: learned context and class name only;
+PCKE/GAP: corpus mean, best-of and class name only) and OUT/zeroshot.md, .csv and .json hold mean ± std
+over the splits.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recognizer.zeroshot.evaluate import evaluate_zeroshot, write_tables
+from recognizer.zeroshot.evaluate import evaluate_zeroshot, stored_evaluation, write_tables
 
 GRID_MODES = {"pcle": ["learned", "name"], "pcke": ["mean", "best", "name"], "gap": ["mean", "best", "name"]}
 
@@ -48,6 +50,10 @@ def run_zeroshot_grid(out: str | Path, dataset: str | None, config: str | None, 
     for i, (method, spec, cfg) in enumerate(plan, 1):
         run = out / method / slug(spec)
         train_or_reuse(run, cfg, f"[{i}/{len(plan)}] {method} {spec}", progress, log)
-        records += evaluate_zeroshot(run, GRID_MODES[method], gamma=gamma, parts_weight=parts_weight)
+        if (run / "checkpoint.pt").is_file():
+            records += evaluate_zeroshot(run, GRID_MODES[method], gamma=gamma, parts_weight=parts_weight)
+        else:
+            log(f"[{i}/{len(plan)}] {method} {spec}: no checkpoint.pt; its stored evaluation is reused ({run})")
+            records += stored_evaluation(run, GRID_MODES[method], gamma, parts_weight)
         write_tables(out, records, title)  # after each run: the tables never lag a long grid
     return records
