@@ -39,7 +39,6 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from recognizer.config import merge, resolve  # noqa: E402
-from recognizer.run_setup import default_root, with_data_root  # noqa: E402
 from recognizer.train import (  # noqa: E402
     build_optimizer,
     build_parts,
@@ -48,6 +47,7 @@ from recognizer.train import (  # noqa: E402
     setup_env,
     train_one_epoch,
 )
+from recognizer.training.run_setup import default_root, with_data_root  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "flops.json"
 # Sustained rates assumed for the GPU estimate (TFLOP/s, bf16). H100 SXM's dense bf16 peak is about

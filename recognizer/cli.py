@@ -100,9 +100,9 @@ def train_command(
 ) -> None:
     """Train a recognizer; writes a run folder (config, log, checkpoint, metrics, scores, provenance)."""
     from recognizer.config import resolve, to_yaml
-    from recognizer.run_log import quiet_library_bars
-    from recognizer.run_setup import check_config, method_overrides, resumed_config, with_data_root
     from recognizer.train import train
+    from recognizer.training.run_log import quiet_library_bars
+    from recognizer.training.run_setup import check_config, method_overrides, resumed_config, with_data_root
 
     main = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
     say = console.print if main else (lambda *a, **k: None)

@@ -24,12 +24,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Sampler
 
-from recognizer.best_checkpoint import best_summary, is_new_best, usable_for_inference
 from recognizer.checkpoint import atomic_save_array, atomic_torch_save, atomic_write_text
 from recognizer.config import Config, to_yaml
 from recognizer.datasets import DatasetBundle, SkeletonDataset, Split
 from recognizer.datasets.splits import build_run_dataset
-from recognizer.distributed import all_gather_plain, gather_outputs, sync_batchnorm
 from recognizer.method.corpus import load_corpus
 from recognizer.method.graph import Layout
 from recognizer.method.losses import total_loss
@@ -37,9 +35,11 @@ from recognizer.method.model import LOGITS_ONLY, PromptedContrastiveModel
 from recognizer.method.prompt_learner import PromptLearner
 from recognizer.method.text_bank import TextBank, build_text_bank
 from recognizer.method.text_encoder import TextEncoder, build_text_encoder
-from recognizer.provenance import data_record, write_provenance
-from recognizer.run_log import EpochLog, bars_wanted
-from recognizer.run_setup import prepare_run, resolve_device
+from recognizer.training.best_checkpoint import best_summary, is_new_best, usable_for_inference
+from recognizer.training.distributed import all_gather_plain, gather_outputs, sync_batchnorm
+from recognizer.training.provenance import data_record, write_provenance
+from recognizer.training.run_log import EpochLog, bars_wanted
+from recognizer.training.run_setup import prepare_run, resolve_device
 
 console = Console(stderr=True)
 

@@ -1,6 +1,6 @@
 """DDP on CPU: two gloo processes under torchrun train exactly like one process on the same global batch.
 
-What makes the equality hold (see recognizer/distributed.py): the sampler gives rank r the global
+What makes the equality hold (see recognizer/training/distributed.py): the sampler gives rank r the global
 positions r, r+W, ... of every batch; synonym draws are made for the global batch and sliced the
 same way; the losses (the B x B contrastive term included) are computed on all-gathered outputs;
 and `run.sync_bn` normalises with the statistics of the global batch (GlobalBatchNorm: torch's

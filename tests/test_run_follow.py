@@ -17,7 +17,7 @@ from pipeline import app
 from recognizer.analysis.evaluate import load_trained
 from recognizer.cli import interrupted_run
 from recognizer.config import Config, resolve, to_yaml
-from recognizer.run_setup import with_data_root
+from recognizer.training.run_setup import with_data_root
 from tests.conftest import REPO, tiny_overrides
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)  loss \S+  ce \S+  train \S+( +val \S+)?  top1 \S+  lr \S+  "

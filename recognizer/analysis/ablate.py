@@ -24,7 +24,7 @@ import numpy as np
 from recognizer.analysis.runs import config_differences, config_hash
 from recognizer.checkpoint import atomic_write_text
 from recognizer.config import ConfigError, from_yaml_text
-from recognizer.run_setup import check_config, with_data_root
+from recognizer.training.run_setup import check_config, with_data_root
 
 # (name, method, overrides applied after the user's --config / --set)
 GRID: list[tuple[str, str, list[str]]] = [

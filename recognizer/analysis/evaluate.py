@@ -25,7 +25,7 @@ class Trained:
 
 def load_trained(path: str | Path, device: str = "cpu") -> Trained:
     """A run folder or checkpoint file -> model in eval mode with its stored class text embeddings."""
-    from recognizer.run_setup import resolve_device
+    from recognizer.training.run_setup import resolve_device
 
     device = str(resolve_device(device))  # a one-line error for cuda on a CPU-only torch
     path = Path(path)

@@ -34,7 +34,7 @@ def run_zeroshot_grid(out: str | Path, dataset: str | None, config: str | None, 
     from recognizer.analysis.ablate import refuse_other_configs, train_or_reuse
     from recognizer.config import resolve
     from recognizer.datasets.splits import expand_specs, slug
-    from recognizer.run_setup import check_config, with_data_root
+    from recognizer.training.run_setup import check_config, with_data_root
 
     out = Path(out)
     specs = expand_specs(splits)

@@ -161,7 +161,7 @@ def test_saved_config_with_its_data_root_is_the_same_config(tmp_path):
     is still that config, while any other change is refused. (zeroshot-grid refused its own runs before.)"""
     from recognizer.analysis.ablate import refuse_other_configs
     from recognizer.config import resolve, to_yaml
-    from recognizer.run_setup import with_data_root
+    from recognizer.training.run_setup import with_data_root
 
     planned = resolve("nw-ucla", "pcke", overrides=['data.unseen="random:2:0"'])
     assert planned.data.root is None

@@ -21,7 +21,7 @@ import torch
 
 from recognizer.checkpoint import atomic_write_text
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pcle", "torch", "transformers", "numpy")
 
 
