@@ -246,6 +246,14 @@ def test_zeroshot_grid_cli_tables_and_resume(tmp_path):
     assert run_zeroshot_grid(**grid) == before
     with pytest.raises(ValueError, match=r"random-2-0: no checkpoint.pt .* text learned, name \(parts 1,"):
         run_zeroshot_grid(**grid, parts_weight=1.0)  # never evaluated with parts: said, not silently skipped
+    # so does `pcle zeroshot`, for the stored options only (the gamma 0.05 evaluation made above)
+    res = CliRunner().invoke(app, ["zeroshot", str(tmp_path / "grid" / "pcle"), "--text", "name", "--gamma", "0.05",
+                                   "--out", str(tmp_path / "stored")])
+    assert res.exit_code == 0 and res.output.count("stored evaluation is reused") == 2, res.output
+    assert (tmp_path / "stored" / "zeroshot.md").read_text() == again
+    res = CliRunner().invoke(app, ["zeroshot", str(tmp_path / "grid" / "pcle"), "--prompts", "x.jsonl"])
+    assert res.exit_code != 0
+    assert "no checkpoint.pt, so --prompts cannot be applied" in " ".join(res.output.split()), res.output
 
 
 # Measured with this exact config for run.seed 0..3 (corpus mean + parts, weight 1): ZSL top-1 95.0, 97.5,

@@ -35,13 +35,14 @@ def zeroshot_command(
     device: str = typer.Option("cpu", help="cpu | cuda"),
 ) -> None:
     """ZSL top-1/top-5 on unseen classes, GZSL seen/unseen/H and base-to-new accuracy of trained runs."""
-    from recognizer.zeroshot.evaluate import evaluate_zeroshot, find_runs, write_tables
+    from recognizer.zeroshot.evaluate import evaluate_or_reuse, find_runs, write_tables
 
     with clean_errors():
         records = []
         for run in find_runs([str(r) for r in runs]):
-            records += evaluate_zeroshot(run, list(text or []) or None, prompts, list(classes or []), gamma, parts,
-                                         template, data_root, device)
+            records += evaluate_or_reuse(run, list(text or []) or None, gamma, parts, template, log=console.print,
+                                         corpus=prompts, classes=list(classes or []), data_root=data_root,
+                                         device=device)
         unseen = sorted({n for r in records for n in r["unseen_classes"]})
         console.print(_table(f"zero-shot, {len(records)} evaluation(s); unseen: {', '.join(unseen)}", records))
         if out:

@@ -71,19 +71,31 @@ def embed_test(model, bundle, cfg, device: str) -> Embeddings:
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
-    """Run folders: each path is a run (has checkpoint.pt) or a folder searched for finished runs."""
+    """Finished run folders (metrics.json; folders are searched) and checkpoint files, in the order given."""
+    from recognizer.analysis.runs import find_runs as finished_runs
+
     runs: list[Path] = []
     for p in map(Path, paths):
-        if (p / "checkpoint.pt").is_file() or p.suffix == ".pt":
-            runs.append(p)
-        elif p.is_dir():
-            found = sorted(c.parent for c in p.rglob("metrics.json") if (c.parent / "checkpoint.pt").is_file())
-            if not found:
-                raise FileNotFoundError(f"{p}: no finished run folders (checkpoint.pt + metrics.json) inside")
-            runs += found
-        else:
-            raise FileNotFoundError(f"{p}: not a run folder")
+        runs += [p] if p.suffix == ".pt" and p.is_file() else finished_runs([p])
     return runs
+
+
+def evaluate_or_reuse(run: Path, modes: list[str] | None = None, gamma: float = 0.0, parts_weight: float = 0.0,
+                      template: str = DEFAULT_TEMPLATE, log=print, **options) -> list[dict]:
+    """`evaluate_zeroshot` where the run has its checkpoint; else the evaluation RUN/zeroshot.json stored with
+    the same options (committed results keep only small files), so their tables can be rebuilt anywhere."""
+    if run.suffix == ".pt" or (run / "checkpoint.pt").is_file():
+        return evaluate_zeroshot(run, modes, gamma=gamma, parts_weight=parts_weight, template=template, **options)
+    asked = [flag for key, flag in (("corpus", "--prompts"), ("classes", "--classes")) if options.get(key)]
+    if asked:
+        raise ValueError(f"{run}: no checkpoint.pt, so {' and '.join(asked)} cannot be applied (only the stored "
+                         "evaluation can be read); retrain the run to evaluate it with them")
+    if not modes:
+        from recognizer.config import from_yaml_text
+
+        modes = default_modes(from_yaml_text((run / "config.yaml").read_text()).prompt.method)
+    log(f"{run}: no checkpoint.pt; its stored evaluation is reused")
+    return stored_evaluation(run, modes, gamma, parts_weight, template)
 
 
 def evaluate_zeroshot(run: str | Path, modes: list[str] | None = None, corpus: str | None = None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recognizer.zeroshot.evaluate import evaluate_zeroshot, stored_evaluation, write_tables
+from recognizer.zeroshot.evaluate import evaluate_or_reuse, write_tables
 
 GRID_MODES = {"pcle": ["learned", "name"], "pcke": ["mean", "best", "name"], "gap": ["mean", "best", "name"]}
 
@@ -50,10 +50,6 @@ def run_zeroshot_grid(out: str | Path, dataset: str | None, config: str | None, 
     for i, (method, spec, cfg) in enumerate(plan, 1):
         run = out / method / slug(spec)
         train_or_reuse(run, cfg, f"[{i}/{len(plan)}] {method} {spec}", progress, log)
-        if (run / "checkpoint.pt").is_file():
-            records += evaluate_zeroshot(run, GRID_MODES[method], gamma=gamma, parts_weight=parts_weight)
-        else:
-            log(f"[{i}/{len(plan)}] {method} {spec}: no checkpoint.pt; its stored evaluation is reused ({run})")
-            records += stored_evaluation(run, GRID_MODES[method], gamma, parts_weight)
+        records += evaluate_or_reuse(run, GRID_MODES[method], gamma, parts_weight, log=log)
         write_tables(out, records, title)  # after each run: the tables never lag a long grid
     return records
