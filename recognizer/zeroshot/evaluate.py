@@ -151,9 +151,24 @@ def evaluate_zeroshot(run: str | Path, modes: list[str] | None = None, corpus: s
     return records
 
 
+def _options_key(record: dict) -> tuple:
+    """The options an evaluation was asked with that a later call can name: text mode, part weight, gamma,
+    template (`name` only; read with .get: files written before the field existed)."""
+    return record["text"], record["parts_weight"], record["gamma"], record.get("template")
+
+
 def _evaluation_key(record: dict) -> tuple:
-    return (record["text"], record["parts_weight"], record["gamma"], record["corpus"], record.get("template"),
-            tuple(record["unseen_classes"]))
+    return (*_options_key(record), record["corpus"], tuple(record["unseen_classes"]))
+
+
+def read_records(path: Path) -> list[dict]:
+    """The evaluations a RUN/zeroshot.json holds ([] when there is none yet)."""
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); move it away to start it afresh") from err
 
 
 def keep_earlier(path: Path, records: list[dict]) -> None:
@@ -162,12 +177,7 @@ def keep_earlier(path: Path, records: list[dict]) -> None:
     A run is often scored several ways (text modes, part weights, gamma); each call replaces only the
     records it recomputes, so scoring with `--parts 1` does not erase the grid's numbers.
     """
-    earlier = []
-    if path.is_file():
-        try:
-            earlier = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err}); move it away to start it afresh") from err
+    earlier = read_records(path)
     fresh = {_evaluation_key(r) for r in records}
     merged = [r for r in earlier if _evaluation_key(r) not in fresh] + records
     atomic_write_text(path, json.dumps(merged, indent=1) + "\n")
@@ -182,11 +192,11 @@ def stored_evaluation(run: Path, modes: list[str], gamma: float = 0.0, parts_wei
     several corpora is ambiguous and refused, like a mode never stored with these options.
     """
     path = run / "zeroshot.json"
-    stored = json.loads(path.read_text()) if path.is_file() else []
+    stored = read_records(path)
     out, missing = [], []
     for mode in modes:
         want = (mode, parts_weight, gamma, template if mode == "name" else None)
-        found = [r for r in stored if (r["text"], r["parts_weight"], r["gamma"], r.get("template")) == want]
+        found = [r for r in stored if _options_key(r) == want]
         if len(found) != 1:
             missing.append(mode if not found else f"{mode} (stored with {len(found)} corpora)")
         else:
