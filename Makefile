@@ -36,7 +36,7 @@ REPRO_ARGS ?=
 CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --out results/nw-ucla-cpu
 CPU_STREAMS = results/nw-ucla-cpu/pcle/seed0 $(foreach s,bone joint-motion bone-motion,results/nw-ucla-cpu/pcle-$(s)/seed0)
 
-.PHONY: install train test prompts bench lint clean reproduce nw-ucla-cpu nw-ucla-zs
+.PHONY: install train test prompts bench lint clean reproduce nw-ucla-cpu nw-ucla-zs tables tables-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -86,6 +86,14 @@ nw-ucla-cpu: install
 nw-ucla-zs: install
 	$(BIN)/pcle zeroshot-grid --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --methods pcke,pcle \
 		--splits random:2:0-4 --set run.eval_every=4 --out results/nw-ucla-zs
+
+# the result tables of README.md and docs/ from results/ (spec: docs/tables.yaml); tables-check changes
+# nothing and names each table that differs from its run folders (exit 1)
+tables: install
+	$(BIN)/pcle tables
+
+tables-check: install
+	$(BIN)/pcle tables --check
 
 bench: install
 	$(BIN)/python -m bench

@@ -6,6 +6,7 @@
     pcle ablate --dataset nw-ucla --out runs/ablate # the ablation grid, Markdown + CSV table
     pcle predict runs/nw-ucla-pcle clip.json        # top-k classes for new clips
     pcle runs runs/                                 # compare run folders side by side
+    pcle tables --check                             # README/docs tables against results/
     pcle zeroshot runs/nw-ucla-pcle-u2              # unseen classes: ZSL, GZSL, base-to-new
     pcle prompts generate --dataset nw-ucla         # stage 1: LLM-written prompt corpora
     pcle data info PATH                             # datasets
@@ -23,6 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from knowledge_engine.cli import app as prompts_app  # noqa: E402
 from recognizer.analysis.ensemble import ensemble_cli  # noqa: E402
+from recognizer.analysis.tables import tables_command  # noqa: E402
 from recognizer.cli import (  # noqa: E402
     ablate_command,
     curves_command,
@@ -47,6 +49,7 @@ app.command("predict")(predict_command)
 app.command("runs")(runs_command)
 app.command("reproduce")(reproduce_command)
 app.command("curves")(curves_command)
+app.command("tables")(tables_command)
 app.command("zeroshot")(zeroshot_command)
 app.command("zeroshot-grid")(zeroshot_grid_command)
 app.add_typer(prompts_app, name="prompts")

@@ -227,20 +227,25 @@ TEXT_LABELS = {"mean": "corpus synonyms, mean", "best": "corpus synonyms, best-o
 
 
 def to_markdown(records: list[dict], title: str = "Zero-shot") -> str:
+    splits = list(dict.fromkeys(r["split"] for r in records))
+    gamma = records[0]["gamma"] if records else 0.0
+    lines = [f"# {title}", "", f"Splits ({len(splits)}): {', '.join(splits)}. GZSL calibration gamma = {gamma:g}. "
+             "Cells: mean ± sample std over splits (per-sample top-1 %).", "", *summary_table(records)]
+    return "\n".join(lines + ["", *per_run_markdown(records)]) + "\n"
+
+
+def summary_table(records: list[dict]) -> list[str]:
+    """The summary's Markdown lines, one row per (method, text mode); docs/results.md reuses them (pcle tables)."""
     def cell(row: dict, m: str) -> str:
         std = row[f"{m}_std"]
         return f"{row[m]:.1f}" if std is None else f"{row[m]:.1f} ± {std:.1f}"
 
-    splits = list(dict.fromkeys(r["split"] for r in records))
-    gamma = records[0]["gamma"] if records else 0.0
-    lines = [f"# {title}", "", f"Splits ({len(splits)}): {', '.join(splits)}. GZSL calibration gamma = {gamma:g}. "
-             "Cells: mean ± sample std over splits (per-sample top-1 %).", "",
-             "| method | unseen-class text | runs | " + " | ".join(HEADERS) + " |",
+    lines = ["| method | unseen-class text | runs | " + " | ".join(HEADERS) + " |",
              "|---|---|---:|" + "---:|" * len(HEADERS)]
     for row in aggregate(records):
         lines.append(f"| {row['method']} | {TEXT_LABELS.get(row['text'], row['text'])} | {row['runs']} | "
                      + " | ".join(cell(row, m) for m in METRICS) + " |")
-    return "\n".join(lines + ["", *per_run_markdown(records)]) + "\n"
+    return lines
 
 
 PER_RUN = (("zsl_top1", "ZSL top-1", ".1f"), ("gzsl_ausuc", "GZSL AUSUC", ".1f"),
