@@ -200,6 +200,8 @@ class RowContext:
         d = 2 if decimals is None else decimals
         if expr.startswith("ens."):
             return self._ensemble(expr, decimals)
+        if expr.startswith("paired.") and "paired" not in self.row:
+            return "–", None  # rows without a reference (the reference itself, published rows) show a dash
         group = self.group()
         if group is None or "cite" in self.row:
             if expr in self.row and expr not in ("runs", "cells"):
@@ -235,8 +237,6 @@ class RowContext:
         head, _, seed = expr.partition("@")
         parts = head.split(".")
         if parts[0] == "paired":
-            if "paired" not in self.row:
-                return "–", None  # rows without a reference (e.g. the reference itself) show a dash
             metric, ref, rest = parts[1] if len(parts) > 1 else "", self.row["paired"], parts[2:]
         else:
             metric, ref, rest = (parts[1], parts[2], parts[3:]) if len(parts) > 2 else ("", "", [])
@@ -317,6 +317,29 @@ def embolden(cells: list[list[str]], values: list[list[float | None]], cols: lis
                 cells[i][j] = f"**{cells[i][j]}**"
 
 
+def cell_templates(row: dict, cols: list[dict], at: str) -> list[str]:
+    """The column templates, with the row's own `cells`: a list (every column) or {header: template}
+    (those columns only, so that adding a column to a table leaves such rows as they are)."""
+    own = row.get("cells")
+    if own is None:
+        return [c["cell"] for c in cols]
+    if isinstance(own, list):
+        if len(own) != len(cols):
+            raise TableError(f"{at}: 'cells' needs one template per column ({len(cols)}), or {{header: template}}")
+        return own
+    headers = [c["header"] for c in cols]
+    if not isinstance(own, dict) or any(h not in headers for h in own):
+        unknown = [h for h in own if h not in headers] if isinstance(own, dict) else own
+        raise TableError(f"{at}: 'cells' names no column {unknown!r}; columns: {', '.join(map(repr, headers))}")
+    return [own.get(c["header"], c["cell"]) for c in cols]
+
+
+def unpaired(template: str, row: dict) -> bool:
+    """A cell of paired differences only, in a row without a reference: one dash, not '– (–)'."""
+    names = [m.group(1).strip() for m in PLACEHOLDER.finditer(str(template))]
+    return "paired" not in row and bool(names) and all(n.startswith("paired.") for n in names)
+
+
 def rows_table(table: dict, sources: Sources, where: str) -> str:
     cols = columns_of(table, where)
     rows = table.get("rows")
@@ -334,11 +357,9 @@ def rows_table(table: dict, sources: Sources, where: str) -> str:
             if typed:
                 raise TableError(f"{at}: '{typed[0]}' is computed from the run folders; a number typed in by hand "
                                  "belongs in a published row with a 'cite'")
-        templates = row.get("cells", [c["cell"] for c in cols])
-        if not isinstance(templates, list) or len(templates) != len(cols):
-            raise TableError(f"{at}: 'cells' needs one template per column ({len(cols)})")
+        templates = cell_templates(row, cols, at)
         ctx = RowContext(sources, row, at)
-        rendered = [render(t, ctx.resolve, at) for t in templates]
+        rendered = [("–", None) if unpaired(t, row) else render(t, ctx.resolve, at) for t in templates]
         cells.append([t for t, _ in rendered])
         values.append([v if "cite" not in row else None for _, v in rendered])
     embolden(cells, values, cols)

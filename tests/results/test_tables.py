@@ -88,7 +88,8 @@ COLUMNS = [{"header": "method", "cell": "{label}"},
 def test_rows_paired_difference_and_published_rows(tmp_path: Path):
     rows = [{"label": "paper", "top1": "95.0", "cite": "Someone et al., 2025"},
             {"label": "GAP", "runs": "gap"},
-            {"label": "new", "runs": "results/new/seed*", "paired": "gap"}]  # a new row is one line
+            {"label": "new", "runs": "results/new/seed*", "paired": "gap"},  # a new row is one line
+            {"label": "other", "cells": {"top-1": "see {label}"}}]  # its own template for one column only
     root = small_repo(tmp_path, rows, COLUMNS)
     _, page = regenerate(root)["page.md"]
     table = page.split("<!-- table:t -->\n\n")[1].split("\n<!-- /table:t -->")[0]
@@ -97,7 +98,8 @@ def test_rows_paired_difference_and_published_rows(tmp_path: Path):
         "|---|---:|---:|---:|",
         "| paper | 95.0 | – | – |",  # published: as typed, never bold, no paired number
         "| GAP | 82.00 ± 2.00 | – | – |",
-        "| new | **82.50 ± 0.71** | +3.00, 0.00 | +1.50 |"]  # 83-80, 82-82; mean over seeds 0, 1
+        "| new | **82.50 ± 0.71** | +3.00, 0.00 | +1.50 |",  # 83-80, 82-82; mean over seeds 0, 1
+        "| other | see other | – | – |"]
     assert page.startswith("Intro.\n\n") and page.endswith("\n\nAfter.\n")
 
 
