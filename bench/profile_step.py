@@ -15,7 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from bench.step import CORPUS, ROOT, build_modes
-from recognizer.method.corpus import load_corpus
+from corpus import load_corpus
 from recognizer.method.text_bank import build_text_bank
 from recognizer.method.text_encoder import TextConfig, build_text_encoder
 

@@ -50,8 +50,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from corpus import PART_GROUPS, load_corpus  # noqa: E402
 from recognizer.config import ModelConfig  # noqa: E402
-from recognizer.method.corpus import PART_GROUPS, load_corpus  # noqa: E402
 from recognizer.method.ctrgcn import CTRGCN  # noqa: E402
 from recognizer.method.graph import NTU25  # noqa: E402
 from recognizer.method.losses import LossConfig, total_loss  # noqa: E402

@@ -8,25 +8,22 @@ by `generate` and `validate`, never passed off as generated text.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from knowledge_engine.cache import Cache
-from knowledge_engine.errors import KnowledgeEngineError
-from knowledge_engine.generate import Request
-from recognizer.checkpoint import atomic_write_text
-from recognizer.method.corpus import (
-    CURATED,
+from corpus import (
     PART_NAMES,
     ClassPrompts,
     CorpusError,
+    content_hash,
     dump_record,
-    read_utf8,
+    is_edited,
+    read_records,
     validate_record,
 )
-
-CONTENT_FIELDS = ("name", "synonyms", "parts", "description")
+from knowledge_engine.cache import Cache
+from knowledge_engine.errors import KnowledgeEngineError
+from knowledge_engine.generate import Request
 
 
 def norm_name(text: str) -> str:
@@ -41,16 +38,6 @@ def norm_sentence(text: str) -> str:
         return text
     text = text[0].upper() + text[1:]
     return text if text[-1] in ".!?" else text + "."
-
-
-def content_hash(record: dict) -> str:
-    """SHA-256 of the generated content; a mismatch later means someone edited the file by hand."""
-    content = {k: record.get(k) for k in CONTENT_FIELDS}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
-def is_edited(record: dict) -> bool:
-    return record.get("edited") is True or record.get("content_hash") != content_hash(record)
 
 
 def merge_synonyms(name: str, replies: list[list[str]], other_names: set[str]) -> list[str]:
@@ -104,23 +91,6 @@ def assemble(classes: list[str], requests: list[Request], cache: Cache, model: s
             for cid, name in enumerate(classes)]
 
 
-def read_records(path: Path) -> list[dict]:
-    """Records of an existing corpus, as dicts; a line that is not JSON is an error naming file:line."""
-    records = []
-    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise KnowledgeEngineError(
-                f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(rec, dict):
-            raise KnowledgeEngineError(f"{path}:{lineno}: a record is a JSON object")
-        records.append(rec)
-    return records
-
-
 def keep_edits(new: list[dict], path: Path, overwrite_edits: bool) -> tuple[list[dict], list[str]]:
     """Replace regenerated records by their hand-edited versions in `path` (matched by class name)."""
     if overwrite_edits or not path.is_file():
@@ -142,27 +112,3 @@ def keep_edits(new: list[dict], path: Path, overwrite_edits: bool) -> tuple[list
         else:
             out.append(rec)
     return out, kept
-
-
-def read_text(path: Path) -> str:
-    """A text file as UTF-8, or a KnowledgeEngineError naming the file, line and byte (no traceback)."""
-    try:
-        return read_utf8(path)
-    except CorpusError as e:
-        raise KnowledgeEngineError(str(e)) from None
-
-
-def refuse_curated(path: Path) -> None:
-    """The one guard every writer calls: the curated corpora shipped in prompts/ are never overwritten
-    by a command (hand edits through `pcle prompts edit` are the exception: `allow_curated`)."""
-    target = Path(path).resolve()
-    if target in {p.resolve() for p in CURATED.values()}:
-        raise KnowledgeEngineError(f"{path}: that is a curated corpus and is never overwritten; write to "
-                                   "another file (generated corpora go under prompts/generated/)")
-
-
-def write_atomic(path: Path, records: list[dict], allow_curated: bool = False) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a corpus."""
-    if not allow_curated:
-        refuse_curated(path)
-    atomic_write_text(path, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))

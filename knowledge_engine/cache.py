@@ -20,7 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from recognizer.checkpoint import atomic_write_text
+from corpus import atomic_write_text
 
 ROW_VERSION = 1
 META_PREFIX = "meta:"

@@ -13,10 +13,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from corpus import atomic_write_text
 from knowledge_engine.cache import Cache, acquire, cache_lock
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.templates import TEMPLATES_DIR, Template, load_template
-from recognizer.checkpoint import atomic_write_text
 
 
 def open_cache(path: Path) -> Cache:

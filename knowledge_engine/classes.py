@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from corpus import PROMPTS_DIR, CorpusError, read_utf8
 from knowledge_engine.errors import KnowledgeEngineError
-from recognizer.method.corpus import PROMPTS_DIR, CorpusError, read_utf8
 
 CLASSES_DIR = PROMPTS_DIR / "classes"
 

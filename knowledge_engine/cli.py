@@ -18,13 +18,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from corpus import CorpusError
 from knowledge_engine.backends import BackendConfig
 from knowledge_engine.backends.base import Sampling
 from knowledge_engine.classes import class_file, load_classes
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.generate import RunConfig, summary_table
 from knowledge_engine.templates import DEFAULT_TEMPLATES
-from recognizer.method.corpus import CorpusError
 
 EXIT_FALLBACK = 3
 MAX_LISTED = 20  # failures listed one per line; the rest are counted
@@ -182,7 +182,8 @@ def _report(result) -> None:
 @clean_errors
 def show(corpus: Path, cls: str = typer.Argument(None, metavar="[CLASS]", help="Class id or name.")) -> None:
     """Print a corpus as a table, or one class in full."""
-    from knowledge_engine.inspect_corpus import corpus_table, find_record, load_records, record_table
+    from corpus import load_records
+    from knowledge_engine.inspect_corpus import corpus_table, find_record, record_table
 
     records = load_records(corpus)
     if cls is not None:
@@ -223,7 +224,8 @@ def diff(
     structured: str = STRUCTURED, cache: Path = CACHE,
 ) -> None:
     """Differences between two corpora, or between a corpus and what `generate` would write."""
-    from knowledge_engine.inspect_corpus import diff_records, load_records
+    from corpus import load_records
+    from knowledge_engine.inspect_corpus import diff_records
     from knowledge_engine.run import regenerate_in_memory
 
     if second is not None:
@@ -258,8 +260,8 @@ def export_cmd(
     parts: Path = typer.Option(..., help="Output: name;head;hand;arm;hip;leg;foot per line."),
 ) -> None:
     """Write a corpus in GAP's text layout."""
+    from corpus import load_records
     from knowledge_engine.gap_format import export_gap
-    from knowledge_engine.inspect_corpus import load_records
 
     export_gap(load_records(corpus), synonyms, parts)
     out.print(f"wrote {synonyms} and {parts}", highlight=False)
@@ -275,12 +277,12 @@ def import_cmd(
     classes: Path = CLASSES,
 ) -> None:
     """Read GAP's text layout into a corpus (source `imported`)."""
-    from knowledge_engine.assemble import write_atomic
+    from corpus import write_records
     from knowledge_engine.gap_format import import_gap
 
     names = load_classes(class_file(dataset, classes)) if (dataset or classes) else None
     records = import_gap(synonyms, parts, names)
-    write_atomic(out_path, records)
+    write_records(out_path, records)
     out.print(f"wrote {len(records)} records to {out_path}", highlight=False)
 
 

@@ -9,10 +9,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from knowledge_engine.assemble import read_records, write_atomic
+from corpus import CorpusError, load_records, read_records, validate_record, write_records
 from knowledge_engine.errors import KnowledgeEngineError
-from knowledge_engine.inspect_corpus import check_records, find_record, load_records
-from recognizer.method.corpus import CorpusError, validate_record
+from knowledge_engine.inspect_corpus import check_records, find_record
 
 
 def editor_command() -> list[str]:
@@ -43,7 +42,7 @@ def edit_record(corpus: Path, ref: str, editor: list[str] | None = None) -> dict
     new["edited"] = True
     updated = [new if r.get("class_id") == rec["class_id"] else r for r in read_records(corpus)]
     _check_like_validate(corpus, updated, new)
-    write_atomic(corpus, updated, allow_curated=True)  # editing by hand is how curated corpora are made
+    write_records(corpus, updated, allow_curated=True)  # editing by hand is how curated corpora are made
     return new
 
 

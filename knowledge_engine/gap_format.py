@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from knowledge_engine.assemble import content_hash, norm_name, read_text, refuse_curated
+from corpus import PART_NAMES, ClassPrompts, content_hash, dump_record, read_utf8, refuse_curated, validate_record
+from knowledge_engine.assemble import norm_name
 from knowledge_engine.errors import KnowledgeEngineError
-from recognizer.method.corpus import PART_NAMES, ClassPrompts, dump_record, validate_record
 
 
 def _clean(text: str, sep: str) -> str:
@@ -35,7 +35,7 @@ def export_gap(records: list[dict], synonyms_path: Path, parts_path: Path) -> No
 def _lines(path: Path) -> list[str]:
     if not path.is_file():
         raise KnowledgeEngineError(f"{path}: file not found")
-    return [line for line in read_text(path).splitlines() if line.strip()]
+    return [line for line in read_utf8(path).splitlines() if line.strip()]
 
 
 def import_gap(synonyms_path: Path, parts_path: Path, class_names: list[str] | None = None) -> list[dict]:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from rich.table import Table
 
-from knowledge_engine.assemble import content_hash, norm_name, read_text
+from corpus import PART_NAMES, CorpusError, content_hash, read_lines, validate_record
+from knowledge_engine.assemble import norm_name
 from knowledge_engine.errors import KnowledgeEngineError
-from recognizer.method.corpus import PART_NAMES, CorpusError, validate_record
+from knowledge_engine.issues import identical_part_issues
 
 
 @dataclass(frozen=True)
@@ -21,30 +22,6 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.level}: {self.where}: {self.message}"
-
-
-def read_lines(path: Path) -> list[tuple[int, str]]:
-    if not path.is_file():
-        raise KnowledgeEngineError(f"{path}: corpus file not found")
-    lines = read_text(path).splitlines()
-    return [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
-
-
-def load_records(path: Path) -> list[dict]:
-    """Schema-valid records or a KnowledgeEngineError naming file:line and the field."""
-    records = []
-    for lineno, line in read_lines(path):
-        where = f"{path}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise KnowledgeEngineError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-        try:
-            validate_record(rec, where)
-        except CorpusError as e:
-            raise KnowledgeEngineError(str(e)) from None
-        records.append(rec)
-    return records
 
 
 def find_record(records: list[dict], ref: str) -> dict:
@@ -79,8 +56,6 @@ def validate_corpus(path: Path, class_names: list[str] | None = None) -> list[Fi
 def identical_parts(records: list[tuple[str, dict]], path: Path) -> list[Finding]:
     """Warnings for part texts two classes share (NW-UCLA donning/doffing legs): without the class-name
     prefix the recognizer adds, their part targets would contradict each other."""
-    from knowledge_engine.lint import identical_part_issues
-
     return [Finding("warning", f"{path}: {i.where}", i.message)
             for i in identical_part_issues([rec for _, rec in records])]
 

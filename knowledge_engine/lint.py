@@ -10,14 +10,16 @@ warnings are worth a look.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+from corpus import PART_NAMES, CorpusError, load_records
+from corpus.text_encoder import TextEncoder, cosine_matrix, recognizer_encoder
 from knowledge_engine.assemble import norm_name
-from knowledge_engine.errors import KnowledgeEngineError
-from knowledge_engine.inspect_corpus import load_records, validate_corpus
+from knowledge_engine.inspect_corpus import validate_corpus
+from knowledge_engine.issues import Issue, identical_part_issues
+from knowledge_engine.issues import label as _label
 from knowledge_engine.templates import TEMPLATES_DIR, load_template
-from recognizer.method.corpus import PART_NAMES
 
 # Word counts outside these bounds are flagged (a synonym is a short name; a part text is a phrase).
 LENGTHS = {"synonym": (1, 12), "part": (3, 40), "description": (4, 60)}
@@ -30,30 +32,21 @@ class LintOptions:
     encoder_path: str | None = None
 
 
-@dataclass(frozen=True)
-class Issue:
-    level: str  # error | warning
-    check: str
-    where: str
-    message: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def lint_corpus(path: Path, opts: LintOptions = LintOptions(), class_names: list[str] | None = None) -> list[Issue]:
+def lint_corpus(path: Path, opts: LintOptions = LintOptions(), class_names: list[str] | None = None,
+                encoder: TextEncoder | None = None) -> list[Issue]:
     """All issues of a corpus, errors first. A corpus whose records cannot be read gets only
-    `validate`'s findings (fix those first)."""
+    `validate`'s findings (fix those first). `encoder` embeds texts for the near-duplicate checks
+    (default: the recognizer's encoder named by `opts.encoder`; none when that is "none")."""
     issues = [Issue(f.level, "validate", f.where, f.message) for f in validate_corpus(path, class_names)
               if "fallback text" not in f.message]  # reported below, per class
     try:
         records = load_records(path)
-    except KnowledgeEngineError:
+    except CorpusError:
         return _sorted(issues)
     issues += fallback_issues(records) + identical_part_issues(records) + length_issues(records)
     issues += example_copy_issues(records, template_examples())
     if opts.encoder != "none":
-        issues += similarity_issues(records, opts)
+        issues += similarity_issues(records, opts, encoder or recognizer_encoder(opts.encoder, opts.encoder_path))
     return _sorted(issues)
 
 
@@ -61,28 +54,9 @@ def _sorted(issues: list[Issue]) -> list[Issue]:
     return sorted(issues, key=lambda i: (i.level != "error", i.check, i.where))
 
 
-def _label(rec: dict) -> str:
-    return f"class {rec['class_id']} {rec['name']!r}"
-
-
 def fallback_issues(records: list[dict]) -> list[Issue]:
     return [Issue("warning", "fallback", _label(r), f"{', '.join(r['fallback'])} are generic fallback text "
                   "(the LLM gave no valid reply)") for r in records if r.get("fallback")]
-
-
-def identical_part_issues(records: list[dict]) -> list[Issue]:
-    """The same part text for two classes: the recognizer cannot tell them apart by that part."""
-    out = []
-    for part in PART_NAMES:
-        seen: dict[str, dict] = {}
-        for r in records:
-            key = " ".join(r["parts"][part].lower().split())
-            if key in seen:
-                out.append(Issue("warning", "identical-part", _label(r),
-                                 f"{part}: same text as {_label(seen[key])}: {r['parts'][part]!r}"))
-            else:
-                seen[key] = r
-    return out
 
 
 def length_issues(records: list[dict]) -> list[Issue]:
@@ -117,18 +91,19 @@ def example_copy_issues(records: list[dict], examples: set[str]) -> list[Issue]:
     return out
 
 
-def similarity_issues(records: list[dict], opts: LintOptions) -> list[Issue]:
+def similarity_issues(records: list[dict], opts: LintOptions, encoder: TextEncoder) -> list[Issue]:
     """Near-duplicate synonyms and descriptions across classes, by embedding cosine similarity."""
     syn = [(r, s) for r in records for s in dict.fromkeys(norm_name(x) for x in r["synonyms"])]
     desc = [(r, r["description"]) for r in records]
-    return (_near_pairs(syn, opts, "near-duplicate-synonym", "synonym")
-            + _near_pairs(desc, opts, "near-duplicate-description", "description"))
+    return (_near_pairs(syn, opts, encoder, "near-duplicate-synonym", "synonym")
+            + _near_pairs(desc, opts, encoder, "near-duplicate-description", "description"))
 
 
-def _near_pairs(items: list[tuple[dict, str]], opts: LintOptions, check: str, what: str) -> list[Issue]:
+def _near_pairs(items: list[tuple[dict, str]], opts: LintOptions, encoder: TextEncoder, check: str,
+                what: str) -> list[Issue]:
     if len(items) < 2:
         return []
-    sims = _cosine([t for _, t in items], opts)
+    sims = cosine_matrix(encoder, [t for _, t in items]).tolist()  # (N, N)
     out = []
     for i in range(len(items)):
         for j in range(i + 1, len(items)):
@@ -137,30 +112,6 @@ def _near_pairs(items: list[tuple[dict, str]], opts: LintOptions, check: str, wh
                 out.append(Issue("warning", check, _label(rb), f"{what} {b!r} is close to {a!r} of {_label(ra)} "
                                  f"(cosine {sims[i][j]:.2f})"))
     return out
-
-
-def _cosine(texts: list[str], opts: LintOptions) -> list[list[float]]:
-    import torch
-
-    from recognizer.method.text_encoder import TextConfig
-
-    encoder = _encoder(TextConfig(encoder=opts.encoder, path=opts.encoder_path))
-    with torch.no_grad():
-        emb = torch.nn.functional.normalize(encoder.encode(texts).float(), dim=-1)
-    return (emb @ emb.T).tolist()
-
-
-_ENCODERS: dict = {}
-
-
-def _encoder(cfg):
-    """One encoder per kind and path per process (loading MiniLM takes seconds)."""
-    from recognizer.method.text_encoder import build_text_encoder
-
-    key = (cfg.encoder, cfg.path)
-    if key not in _ENCODERS:
-        _ENCODERS[key] = build_text_encoder(cfg)
-    return _ENCODERS[key]
 
 
 def counts(issues: list[Issue]) -> dict[str, int]:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from knowledge_engine.assemble import assemble, keep_edits, refuse_curated, write_atomic
+from corpus import PROMPTS_DIR, refuse_curated, write_records
+from knowledge_engine.assemble import assemble, keep_edits
 from knowledge_engine.backends import BackendConfig, make_backend
 from knowledge_engine.backends.base import Backend, Call, Sampling
 from knowledge_engine.cache import Cache, acquire, cache_lock
 from knowledge_engine.classes import class_file, load_classes
 from knowledge_engine.generate import Request, RunConfig, Stats, build_requests, estimate_tokens, fetch, missing
 from knowledge_engine.templates import DEFAULT_TEMPLATES, load_templates
-from recognizer.method.corpus import PROMPTS_DIR
 
 GENERATED_DIR = PROMPTS_DIR / "generated"
 CACHE_DIR = PROMPTS_DIR / "cache"
@@ -94,7 +94,7 @@ def generate_corpus(opts: GenerateOptions, console: Console | None = None,
                                                       "log": list(backend.negotiation)})
         records = assemble(classes, requests, cache, backend.model)
         records, kept = keep_edits(records, out, opts.overwrite_edits)
-        write_atomic(out, records)
+        write_records(out, records)
     finally:
         lock.release()
     fallback = {r["name"]: r["fallback"] for r in records if r.get("fallback") and not r.get("edited")}

@@ -15,8 +15,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from corpus import PROMPTS_DIR
 from knowledge_engine.errors import KnowledgeEngineError
-from recognizer.method.corpus import PROMPTS_DIR
 
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
 DEFAULT_TEMPLATES = ("synonyms", "parts")

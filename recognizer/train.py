@@ -24,11 +24,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Sampler
 
+from corpus import load_corpus
 from recognizer.checkpoint import atomic_save_array, atomic_torch_save, atomic_write_text
 from recognizer.config import Config, to_yaml
 from recognizer.datasets import DatasetBundle, SkeletonDataset, Split
 from recognizer.datasets.splits import build_run_dataset
-from recognizer.method.corpus import load_corpus
 from recognizer.method.graph import Layout
 from recognizer.method.losses import total_loss
 from recognizer.method.model import LOGITS_ONLY, PromptedContrastiveModel

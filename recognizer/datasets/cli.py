@@ -241,6 +241,7 @@ def native_problems(folder: Path, prompts: Path | None = None) -> list[Problem]:
 
     `prompts` is the corpus to check the class names against (default: meta.json's "corpus").
     """
+    from corpus import CorpusError, load_corpus
     from recognizer.datasets.checks import geometry_warnings
     from recognizer.datasets.native import (
         centring,
@@ -252,7 +253,6 @@ def native_problems(folder: Path, prompts: Path | None = None) -> list[Problem]:
         resolve_corpus,
         split_problems,
     )
-    from recognizer.method.corpus import CorpusError, load_corpus
 
     try:
         meta = read_meta(folder)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus import CURATED, PROMPTS_DIR
 from recognizer.datasets import DatasetError
 from recognizer.datasets.base import Split
 from recognizer.datasets.native import META, make_meta, save_array, save_json, save_text
-from recognizer.method.corpus import CURATED, PROMPTS_DIR
 from recognizer.method.graph import LAYOUTS, NTU25, UCLA20, Layout, get_layout
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus import CURATED, PROMPTS_DIR
 from recognizer.datasets import DatasetError, register
 from recognizer.datasets.base import DatasetBundle
 from recognizer.datasets.native import (
@@ -35,7 +36,6 @@ from recognizer.datasets.native import (
     save_text,
 )
 from recognizer.datasets.ntu_raw import T_MAX, load_sequence, pad
-from recognizer.method.corpus import CURATED, PROMPTS_DIR
 from recognizer.method.graph import NTU25
 
 DATA_DIR = Path(__file__).resolve().parent / "data"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus import CURATED, PROMPTS_DIR
 from recognizer.datasets import DatasetError, register
 from recognizer.datasets.base import DatasetBundle, Split
-from recognizer.method.corpus import CURATED, PROMPTS_DIR
 from recognizer.method.graph import UCLA20
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "nw-ucla" / "all_sqe"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus import CURATED, PROMPTS_DIR
 from recognizer.datasets import register
 from recognizer.datasets.base import DatasetBundle, Split
-from recognizer.method.corpus import CURATED, PROMPTS_DIR
 from recognizer.method.graph import NTU25
 
 CLASS_NAMES = [line.strip() for line in (PROMPTS_DIR / "classes" / "synthetic.txt").read_text().splitlines()

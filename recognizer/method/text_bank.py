@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
+from corpus import PART_GROUPS, ClassPrompts
 from recognizer.checkpoint import atomic_torch_save
-from recognizer.method.corpus import PART_GROUPS, ClassPrompts
 from recognizer.method.text_encoder import TextEncoder
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from corpus import ClassPrompts, CorpusError, load_corpus, norm_class_name, select_classes
 from recognizer.config import Config
-from recognizer.method.corpus import ClassPrompts, CorpusError, _norm, load_corpus, select_classes
 
 TEXT_MODES = ("mean", "best", "name", "learned")
 DEFAULT_TEMPLATE = "a person is {}."
@@ -45,8 +45,8 @@ class ClassText:
 def corpus_for(path: str | Path, names: list[str]) -> list[ClassPrompts]:
     """The corpus records of `names` (in that order); every missing class is listed in one error."""
     records = load_corpus(path)
-    have = {_norm(r.name) for r in records}
-    missing = [n for n in names if _norm(n) not in have]
+    have = {norm_class_name(r.name) for r in records}
+    missing = [n for n in names if norm_class_name(n) not in have]
     if missing:
         raise CorpusError(f"{path}: no prompts for {len(missing)} class(es): {'; '.join(missing)} "
                           f"(add them, e.g. `pcle prompts generate --classes FILE`, or pass --prompts CORPUS)")
