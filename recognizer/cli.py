@@ -276,7 +276,7 @@ def runs_command(
     markdown: bool = typer.Option(False, "--markdown", help="print a Markdown table"),
 ) -> None:
     """Compare runs side by side: top-1/top-5 (mean ± std over seeds), speed, config differences."""
-    from recognizer.analysis.runs import COLUMNS, compare_runs, display_row, to_csv, to_markdown
+    from recognizer.analysis.runs import COLUMNS, NUMERIC_COLUMNS, compare_runs, display_row, to_csv, to_markdown
 
     with clean_errors():
         if csv_out and markdown:
@@ -287,9 +287,8 @@ def runs_command(
             return
         n = sum(r["runs"] for r in rows)
         table = Table(title=f"{n} runs in {len(rows)} rows (differences: from the first row)")
-        numeric = ("epochs", "top-1", "top-5", "top-1 head only", "samples/s")
         for col in COLUMNS:
-            table.add_column(col, justify="right" if col in numeric else "left")
+            table.add_column(col, justify="right" if col in NUMERIC_COLUMNS else "left")
         for r in rows:
             table.add_row(*display_row(r))
         console.print(table)
@@ -321,15 +320,20 @@ def curves_command(
     out: Path = typer.Option(..., help="PNG to write (the numbers go to OUT.json)"),
     labels: str = typer.Option(None, help="comma-separated legend labels, one per run (default: the "
                                           "shortest path tails that tell the runs apart)"),
+    diagnostics: Path = typer.Option(None, help="also a PNG of the per-epoch diagnostics: contrastive loss after "
+                                                "interaction against chance, class text cosine, after scale"),
 ) -> None:
     """Test/validation top-1 per epoch and per training minute, one line per run."""
-    from recognizer.analysis.curves import plot_curves
+    from recognizer.analysis.curves import plot_curves, plot_diagnostics
 
     with clean_errors():
         names = [x.strip() for x in labels.split(",")] if labels else None
         if names is not None and len(names) != len(runs):
             raise ValueError(f"--labels: {len(names)} labels for {len(runs)} runs")
         data = plot_curves([str(r) for r in runs], out, names)
+        if diagnostics is not None:
+            plot_diagnostics([str(r) for r in runs], diagnostics, names)
+            console.print(f"wrote {diagnostics}")
         for name, c in data.items():
             best = max(c["test_top1"], default=float("nan"))
             console.print(f"{name}: {len(c['epoch'])} evaluated epochs, last top-1 {c['test_top1'][-1]:.2f}, "

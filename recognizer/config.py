@@ -48,6 +48,9 @@ class ModelConfig:
     bridger: bool = True
     bridger_mode: str = "text"  # text: class text embeddings are the queries (language-aware) | learned
     bridger_queries: int = 8  # number of learned queries (bridger_mode=learned)
+    bridger_residual: bool = True  # add the (text) query back to the bridged token; false: the token is pooled skeleton
+    interaction_grad: float = 1.0  # scale on the gradient the interaction sends into the backbone (0 = stop it)
+    interaction_grad_epochs: int = 0  # > 0: interaction_grad applies for the first N epochs only, then 1
     interaction: bool = True
     heads: int = 8
     dropout: float = 0.0
@@ -66,6 +69,9 @@ class PromptConfig:
     n_ctx: int = 16
     class_specific: bool = False
     ctx_init: str = ""  # e.g. "a person is"
+    init_length: str = "n_ctx"  # n_ctx: ctx_init fills the first of n_ctx slots | words: n_ctx = its tokens (CoOp)
+    pooling: str = "all"  # BERT-style prompt pooling: all tokens | name (class-name tokens + [SEP]) | cls
+    hybrid: bool = False  # PCLE prompt = [learned context] + one LLM synonym drawn per sample (PCKE's corpus)
     ctx_lr: float = 0.002  # PCLE context's own learning rate (CoOp: 2e-3 with SGD), same schedule as the backbone
     part_prefix: bool = True  # part texts start with the class name, as GAP's ("<name>, head: ...")
     train_classes: int = 0  # PCLE: per step encode only the batch's classes + random others up to this many (0 = all)
@@ -86,7 +92,11 @@ class OptimConfig:
     milestones: tuple[int, ...] = (90, 100)
     gamma: float = 0.1
     repeat: int = 1  # passes over the training set per epoch (NW-UCLA: 5)
-    interaction_lr_ratio: float = 1.0  # bridger + cross-modality attention: lr = optim.lr * this
+    interaction_lr_ratio: float = 1.0  # bridger + cross-modality attention: lr = optim.lr * this (SGD)
+    interaction_optimizer: str = "sgd"  # sgd: in the backbone's SGD | adamw: their own AdamW group
+    interaction_lr: float = 0.001  # interaction_optimizer=adamw: its base lr (same warm-up and decay)
+    interaction_weight_decay: float = 0.05  # interaction_optimizer=adamw: its decoupled weight decay
+    ema_decay: float = 0.0  # > 0: also keep an exponential moving average of the weights (per step), ema.pt
 
 
 @dataclass

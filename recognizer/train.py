@@ -32,11 +32,14 @@ from recognizer.datasets.splits import build_run_dataset
 from recognizer.method.graph import Layout
 from recognizer.method.losses import total_loss
 from recognizer.method.model import LOGITS_ONLY, PromptedContrastiveModel
-from recognizer.method.prompt_learner import PromptLearner
+from recognizer.method.prompt_learner import build_prompt_learner
 from recognizer.method.text_bank import TextBank, build_text_bank
 from recognizer.method.text_encoder import TextEncoder, build_text_encoder
 from recognizer.training.best_checkpoint import best_summary, is_new_best, usable_for_inference
+from recognizer.training.diagnostics import epoch_diagnostics, interaction_warning
 from recognizer.training.distributed import all_gather_plain, gather_outputs, sync_batchnorm
+from recognizer.training.ema import WeightAverage
+from recognizer.training.optimizers import Optimizers, split_groups, step_all
 from recognizer.training.provenance import data_record, write_provenance
 from recognizer.training.run_log import EpochLog, bars_wanted
 from recognizer.training.run_setup import prepare_run, resolve_device
@@ -149,10 +152,11 @@ def param_groups(model: PromptedContrastiveModel, encoder: TextEncoder, cfg: Con
 
 
 # ----------------------------------------------------------------------------- building blocks
-def build_optimizer(model, parts: Parts, cfg: Config, env: Env) -> tuple[torch.optim.SGD, torch.amp.GradScaler]:
-    """SGD over the run's parameter groups and the loss scaler (active only under fp16)."""
-    opt = torch.optim.SGD(param_groups(unwrap(model), parts.encoder, cfg), lr=cfg.optim.lr,
-                          momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
+def build_optimizer(model, parts: Parts, cfg: Config, env: Env) -> tuple[torch.optim.SGD | Optimizers,
+                                                                        torch.amp.GradScaler]:
+    """SGD over the run's parameter groups (the interaction's in AdamW with optim.interaction_optimizer=adamw)
+    and the loss scaler (active only under fp16)."""
+    opt = split_groups(param_groups(unwrap(model), parts.encoder, cfg), cfg.optim)
     return opt, torch.amp.GradScaler(env.device.type, enabled=env.amp == torch.float16)
 
 
@@ -191,8 +195,12 @@ def build_parts(cfg: Config, env: Env) -> Parts:
     bank = build_text_bank(encoder, corpus, cfg.prompt.cache_dir, cfg.prompt.part_prefix).to(env.device)
     learner = None
     if cfg.prompt.method == "pcle":  # the context's random init follows run.seed (the encoder seeds itself)
-        learner = PromptLearner(encoder, bundle.class_names, cfg.prompt.n_ctx, cfg.prompt.class_specific,
-                                cfg.prompt.ctx_init, generator=torch.Generator().manual_seed(cfg.run.seed))
+        if cfg.prompt.hybrid and cfg.prompt.train_classes:
+            raise ValueError("prompt.hybrid=true encodes the drawn synonyms, not a class subset: "
+                             "set prompt.train_classes=0")
+        owner = torch.repeat_interleave(torch.arange(len(bank.counts)), bank.counts.cpu()).tolist()
+        learner = build_prompt_learner(encoder, bundle.class_names, cfg.prompt, cfg.run.seed,
+                                       synonyms=(bank.syn_texts, owner))
     sample = bundle.train.data[0]  # (C, T, V, M)
     torch.manual_seed(cfg.run.seed)
     model = PromptedContrastiveModel(cfg.model, bundle.layout, len(bundle.class_names), encoder.dim,
@@ -304,8 +312,10 @@ INFERENCE_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # fusion weights tried
 
 @torch.no_grad()
 def choose_inference(model: PromptedContrastiveModel, cfg: Config, env: Env, val_loader: DataLoader | None) -> dict:
-    """Set `model.fusion` by `model.inference`; `auto` picks, on the validation split only, the best of
-    logits, logits + w * similarity (w in INFERENCE_WEIGHTS) and similarity alone (ties: the simpler rule)."""
+    """Set `model.fusion` by `model.inference`: a rule fixed before training (`logits`, `similarity`, `fusion`
+    at model.fuse_weight), or `auto`, which picks on the validation split only the best of logits,
+    logits + w * similarity (w in INFERENCE_WEIGHTS) and similarity alone (ties: the simpler rule). With a
+    validation split the record also holds the rule's and the head's validation top-1 (never test)."""
     rule = cfg.model.inference
     if rule not in ("auto", "logits", "similarity", "fusion"):
         raise ValueError(f"model.inference must be auto, logits, similarity or fusion, not '{rule}'")
@@ -315,13 +325,19 @@ def choose_inference(model: PromptedContrastiveModel, cfg: Config, env: Env, val
         chosen = {"rule": "similarity", "weight": 1.0, "chosen_on": "fixed"}
     elif rule == "fusion":
         chosen = {"rule": "fusion", "weight": cfg.model.fuse_weight, "chosen_on": "fixed"}
-    else:
-        chosen = _search_inference(model, env, val_loader)
+    if model.interacts and val_loader is not None and (rule != "logits"):
+        candidates = _validation_candidates(model, env, val_loader)
+        if rule == "auto":
+            chosen = _best_candidate(candidates)
+        else:  # the fixed rule's validation top-1 beside the head's, for the record
+            chosen.update(val_top1=_rule_top1(candidates, chosen["rule"], chosen["weight"]),
+                          val_top1_logits=candidates["logits"][0])
     model.fusion.copy_(torch.tensor([0.0 if chosen["rule"] == "similarity" else 1.0, chosen["weight"]]))
     return chosen
 
 
-def _search_inference(model: PromptedContrastiveModel, env: Env, loader: DataLoader) -> dict:
+def _validation_candidates(model: PromptedContrastiveModel, env: Env, loader: DataLoader) -> dict:
+    """Validation logits (N, C), scale * similarity after interaction (N, C) and labels (N,)."""
     model.eval()
     logits, sims, labels = [], [], []
     for x, y, _ in loader:
@@ -331,10 +347,18 @@ def _search_inference(model: PromptedContrastiveModel, env: Env, loader: DataLoa
         sims.append((out["logit_scales"][-1].float() * out["sim_after"].float()).cpu())
         labels.append(y)
     lg, sm, lb = torch.cat(logits), torch.cat(sims), torch.cat(labels)
-    candidates = [("logits" if w == 0 else "fusion", w, lg + w * sm) for w in INFERENCE_WEIGHTS]
-    candidates.append(("similarity", 1.0, sm))
-    scored = [(float((s.argmax(1) == lb).float().mean() * 100), -i, rule, w)
-              for i, (rule, w, s) in enumerate(candidates)]
+    return {"logits": (float((lg.argmax(1) == lb).float().mean() * 100),), "parts": (lg, sm, lb)}
+
+
+def _rule_top1(candidates: dict, rule: str, weight: float) -> float:
+    lg, sm, lb = candidates["parts"]
+    scores = sm if rule == "similarity" else lg + weight * sm
+    return float((scores.argmax(1) == lb).float().mean() * 100)
+
+
+def _best_candidate(candidates: dict) -> dict:
+    rules = [("logits" if w == 0 else "fusion", w) for w in INFERENCE_WEIGHTS] + [("similarity", 1.0)]
+    scored = [(_rule_top1(candidates, rule, w), -i, rule, w) for i, (rule, w) in enumerate(rules)]
     acc, _, rule, w = max(scored)
     return {"rule": rule, "weight": float(w), "chosen_on": "validation", "val_top1": acc,
             "val_top1_logits": scored[0][0]}
@@ -351,7 +375,7 @@ def _track(iterable, description: str, enabled: bool):
 
 
 def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoader, opt, scaler,
-                    epoch: int, progress: bool) -> dict[str, float]:
+                    epoch: int, progress: bool, ema: WeightAverage | None = None) -> dict[str, float]:
     model.train()
     parts.encoder.train()  # a frozen encoder stays in eval mode
     loader.sampler.set_epoch(epoch)
@@ -367,13 +391,22 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
         classes = None
         if cfg.prompt.method == "pcle" and cfg.prompt.train_classes:
             classes = class_subset(all_gather_plain(y), n_cls, cfg.prompt.train_classes, gen_classes)
-        out = forward(model, parts, cfg, x, env, classes)
-        if cfg.prompt.method == "pcle":
+        hybrid = cfg.prompt.method == "pcle" and cfg.prompt.hybrid
+        if hybrid:  # learned context + one synonym per sample (and one per class for the class text)
+            text_sample, class_text = _hybrid_text(unwrap(model), parts, y, gen, env)
+            with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
+                out = model(x, class_text=class_text)
+            out["text_sample"] = text_sample
+        else:
+            out = forward(model, parts, cfg, x, env, classes)
+        if cfg.prompt.method == "pcle" and cfg.loss.prompt_pull:  # KgCoOp's target: the class's synonym mean
+            out["prompt_target"] = parts.bank.classes if classes is None else parts.bank.classes[classes]
+        if cfg.prompt.method == "pcle" and not hybrid:
             pos = y
             if classes is not None:  # positions of each sample's class inside the subset
                 pos = out["sim_labels"] = positions_in(classes, y, n_cls)
             out["text_sample"] = out["class_text"][pos]  # (B, D) the learned prompt of each sample's class
-        else:
+        elif not hybrid:
             out["text_sample"] = _synonyms(parts, y, gen, env)  # (B, D) one random synonym per sample
         # (B, 4, D): the part descriptions of each sample's class (encoded live when the encoder is fine-tuned)
         out["text_parts"] = (parts.bank.parts if parts.encoder.frozen else parts.bank.live_parts(parts.encoder))[y]
@@ -381,8 +414,9 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
         terms = total_loss(*gather_outputs(out, y), cfg.loss)
         opt.zero_grad(set_to_none=True)
         scaler.scale(terms["loss"]).backward()
-        scaler.step(opt)
-        scaler.update()
+        step_all(opt, scaler)
+        if ema is not None:
+            ema.update(unwrap(model))
         if not math.isfinite(terms["loss"].item()):
             raise FloatingPointError(f"loss became {terms['loss'].item()} at epoch {epoch + 1}: lower optim.lr")
         for k, v in terms.items():
@@ -412,6 +446,21 @@ def _synonyms(parts: Parts, y: torch.Tensor, gen: torch.Generator, env: Env) -> 
     u = torch.rand(len(y) * env.world, generator=gen)[env.rank :: env.world].to(y.device)
     idx = bank.pick_index(y, u)
     return bank.synonyms[idx] if parts.encoder.frozen else bank.live_synonyms(parts.encoder, idx)
+
+
+def _hybrid_text(model: PromptedContrastiveModel, parts: Parts, y: torch.Tensor, gen: torch.Generator,
+                 env: Env) -> tuple[torch.Tensor, torch.Tensor]:
+    """PCLE's hybrid prompt for one step: (B, D) the learned context + one synonym drawn per sample (the draw
+    PCKE makes), and (C, D) the class text, the learned context + one synonym drawn per class; every distinct
+    prompt is encoded once."""
+    bank = parts.bank
+    u = torch.rand(len(y) * env.world, generator=gen)[env.rank :: env.world].to(y.device)
+    n_cls = len(bank.counts)
+    u_cls = torch.rand(n_cls, generator=gen).to(y.device)
+    rows = torch.cat([bank.pick_index(y, u), bank.pick_index(torch.arange(n_cls, device=y.device), u_cls)])
+    uniq, inverse = torch.unique(rows, return_inverse=True)
+    emb = model.prompt_learner.encode_rows(parts.encoder, uniq)[inverse]  # (B + C, D)
+    return emb[: len(y)], emb[len(y):]
 
 
 def _strip_module(state: dict) -> dict:
@@ -495,6 +544,9 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         scaler.load_state_dict(state["scaler"])
         start, history = state["epoch"], list(state["history"])
         _set_rng_state(state["rng"])
+    ema = WeightAverage(unwrap(model), cfg.optim.ema_decay) if cfg.optim.ema_decay else None
+    if ema is not None and state is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
     if env.world > 1:
         ids = [env.device.index] if env.device.type == "cuda" else None
         # GAP (no bridger, no interaction) or switched-off loss terms leave parameters unused.
@@ -520,15 +572,19 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * factor
         lr = cfg.optim.lr * factor
-        stats = train_one_epoch(model, parts, cfg, env, train_loader, opt, scaler, epoch, progress)
+        grad_epochs = cfg.model.interaction_grad_epochs
+        unwrap(model).interaction_grad = cfg.model.interaction_grad if not grad_epochs or epoch < grad_epochs else 1.0
+        stats = train_one_epoch(model, parts, cfg, env, train_loader, opt, scaler, epoch, progress, ema)
         if not parts.encoder.frozen:  # class and part embeddings from the fine-tuned weights
             parts.bank = parts.bank.refresh(parts.encoder)
         stats.update(epoch=epoch + 1, lr=lr, logit_scale=float(unwrap(model).scale.detach()))
         last = epoch + 1 == cfg.optim.epochs
         class_text = None  # (C, D), encoded once per evaluated epoch (PCLE runs its prompts through the encoder)
+        if env.main:  # text cosines, every logit scale, contrastive_after against chance, context drift
+            class_text = final_class_text(unwrap(model), parts, cfg)
+            stats.update(epoch_diagnostics(unwrap(model), class_text, len(parts.bundle.class_names)))
         if env.main and ((epoch + 1) % cfg.run.eval_every == 0 or last):
             net = unwrap(model)
-            class_text = final_class_text(net, parts, cfg)
             scores, labels = predict(net, test_loader, env, class_text)
             stats.update(test_top1=topk(scores, labels, 1), test_top5=topk(scores, labels, 5))
             if val_loader is not None:  # best.pt is chosen on validation, never on test
@@ -538,7 +594,12 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         if env.main:
             _log_epoch(run, writer, history)
             epoch_log.epoch(stats)
+            warning = interaction_warning(stats, cfg.optim.epochs)
+            if warning:
+                epoch_log.note(warning)
             saved = checkpoint_state(model, opt, scaler, cfg, parts, epoch + 1, history)
+            if ema is not None:
+                saved["ema"] = ema.state_dict()
             atomic_torch_save(saved, ckpt_path)
             if is_new_best(history):  # only after an evaluated epoch, so class_text is set
                 atomic_torch_save(usable_for_inference(saved, class_text), run / "best.pt")
@@ -548,11 +609,27 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         return {"epochs": end, "stopped": True}
     if not env.main:  # under torchrun only rank 0 evaluates and writes
         return {"epochs": end, "worker": True}
-    return finish(run, unwrap(model), opt, scaler, cfg, parts, env, test_loader, val_loader, history, progress)
+    return finish(run, unwrap(model), opt, scaler, cfg, parts, env, test_loader, val_loader, history, progress, ema)
+
+
+def finish_average(run: Path, ema: WeightAverage, opt, scaler, cfg: Config, parts: Parts, env: Env,
+                   test_loader: DataLoader, val_loader: DataLoader | None, history: list) -> dict:
+    """The EMA weights with their own class text and the same inference rule: ema.pt and their test numbers."""
+    model = ema.model
+    model.class_text.copy_(final_class_text(model, parts, cfg))
+    inference = choose_inference(model, cfg, env, val_loader)
+    state = checkpoint_state(model, opt, scaler, cfg, parts, cfg.optim.epochs, history)
+    state["inference"] = inference
+    atomic_torch_save(state, run / "ema.pt")
+    scores, labels, logits = predict(model, test_loader, env, with_logits=True)
+    summary = accuracy_summary(scores, labels, parts.bundle.class_names)
+    return {"top1": summary["top1"], "top5": summary["top5"], "top1_logits": topk(logits, labels, 1),
+            "inference": inference, "decay": cfg.optim.ema_decay}
 
 
 def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config, parts: Parts, env: Env,
-           test_loader: DataLoader, val_loader: DataLoader | None, history: list, progress: bool) -> dict:
+           test_loader: DataLoader, val_loader: DataLoader | None, history: list, progress: bool,
+           ema: WeightAverage | None = None) -> dict:
     """Store the final class text in the checkpoint, write scores and metrics.json."""
     model.class_text.copy_(final_class_text(model, parts, cfg))
     inference = choose_inference(model, cfg, env, val_loader)  # never looks at the test split
@@ -580,6 +657,8 @@ def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config,
         "parameters": sum(p.numel() for p in model.parameters()),
         **best_summary(history),
     }
+    if ema is not None:  # the averaged weights scored beside the final ones, written as ema.pt
+        metrics["ema"] = finish_average(run, ema, opt, scaler, cfg, parts, env, test_loader, val_loader, history)
     atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 

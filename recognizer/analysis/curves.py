@@ -69,3 +69,48 @@ def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | Non
     out = save_figure(fig, out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
     return data
+
+
+DIAGNOSTICS = (("contrastive_after", "contrastive loss after interaction / ln C (1 = chance)"),
+               ("text_cos_mean", "mean off-diagonal cosine of the class text"),
+               ("scale_after", "logit scale after interaction"))
+
+
+def diagnostics_curve(log: list[dict]) -> dict:
+    """Per epoch: contrastive_after as a fraction of chance (ln C), the class text cosine, the after scale."""
+    rows = [h for h in log if "text_cos_mean" in h]  # runs from before the diagnostics have none
+    out = {"epoch": [h["epoch"] for h in rows]}
+    out["contrastive_after"] = [h["contrastive_after"] / h["contrastive_after_chance"]
+                                if "contrastive_after_chance" in h and "contrastive_after" in h else None for h in rows]
+    for key in ("text_cos_mean", "scale_after"):
+        out[key] = [h.get(key) for h in rows]
+    return out
+
+
+def plot_diagnostics(runs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> dict:
+    """Three panels per epoch, one line per run: is the interaction above chance, are the class texts apart,
+    what scale the after-interaction term learned. Writes OUT (PNG) and OUT.json."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = labels or run_names(runs)
+    data = {name: diagnostics_curve(read_log(r)) for name, r in zip(names, runs, strict=True)}
+    if not any(c["epoch"] for c in data.values()):
+        raise ValueError("no run logs the diagnostics (text_cos_mean ...): trained before they existed")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name, c in data.items():
+        for ax, (key, _) in zip(axes, DIAGNOSTICS):
+            pts = [(e, v) for e, v in zip(c["epoch"], c[key]) if v is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, label=name)
+    axes[0].axhline(1.0, color="grey", ls=":", lw=1)
+    for ax, (_, title) in zip(axes, DIAGNOSTICS):
+        ax.set(xlabel="epoch", title=title)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(fontsize=8)
+    out = save_figure(fig, out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
+    return data

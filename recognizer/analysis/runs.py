@@ -90,16 +90,35 @@ def last_epoch_head_top1(path: Path, epochs: int | None) -> float | None:
     return float(last["test_top1"]) if last.get("epoch") == epochs and "test_top1" in last else None
 
 
+def _no_interaction(c: dict) -> bool:
+    """No bridger and no cross-modality attention (GAP, bare CTR-GCN heads): the interaction group is empty."""
+    return c.get("model.bridger") is False and c.get("model.interaction") is False
+
+
 # keys a run cannot use, with the test that says so: (key prefix, unused when this returns True)
 UNUSED_WHEN = (
-    # no bridger and no cross-modality attention (GAP, bare CTR-GCN heads): the interaction group is empty
-    ("optim.interaction_lr_ratio", lambda c: c.get("model.bridger") is False and c.get("model.interaction") is False),
+    ("optim.interaction_lr_ratio",
+     lambda c: _no_interaction(c) or c.get("optim.interaction_optimizer", "sgd") == "adamw"),
     # no learnable context (PCKE, GAP): the context's rate, length, init and class subset do nothing
     ("prompt.ctx_lr", lambda c: c.get("prompt.method") == "pcke"),
     ("prompt.n_ctx", lambda c: c.get("prompt.method") == "pcke"),
     ("prompt.ctx_init", lambda c: c.get("prompt.method") == "pcke"),
     ("prompt.class_specific", lambda c: c.get("prompt.method") == "pcke"),
     ("prompt.train_classes", lambda c: c.get("prompt.method") == "pcke"),
+    ("prompt.init_length", lambda c: c.get("prompt.method") == "pcke"),
+    ("prompt.pooling", lambda c: c.get("prompt.method") == "pcke"),
+    ("prompt.hybrid", lambda c: c.get("prompt.method") == "pcke"),
+    ("loss.prompt_pull", lambda c: c.get("prompt.method") == "pcke"),
+    # the interaction's optimizer and its gradient into the backbone: nothing to act on without one
+    ("optim.interaction_optimizer", _no_interaction),
+    ("optim.interaction_lr", lambda c: _no_interaction(c) or c.get("optim.interaction_optimizer", "sgd") == "sgd"),
+    ("optim.interaction_weight_decay",
+     lambda c: _no_interaction(c) or c.get("optim.interaction_optimizer", "sgd") == "sgd"),
+    ("model.bridger_residual", lambda c: c.get("model.bridger") is False),
+    ("model.interaction_grad", _no_interaction),
+    ("model.interaction_grad_epochs", _no_interaction),
+    # a fixed fusion weight matters only to the fusion rule (GAP scores with the head alone)
+    ("model.fuse_weight", lambda c: c.get("model.inference") not in ("fusion", None)),
 )
 
 
@@ -169,6 +188,8 @@ def summarize(groups: list[list[RunInfo]]) -> list[dict]:
         top5, top5_std = _mean_std([r.metrics.get("top5", float("nan")) for r in group])
         head, head_std = _mean_std([r.metrics.get("top1_logits", float("nan")) for r in group])
         seeds = sorted({r.config.get("run.seed") for r in group}, key=str)
+        val, val_std = _mean_std([r.metrics.get("inference", {}).get("val_top1", float("nan")) for r in group])
+        diag = [interaction_diagnostics(r.path, len(r.metrics.get("per_class_top1") or {})) for r in group]
         rows.append({
             "run": _label([r.path for r in group]),
             "method": m.get("method", first.config.get("method", "")),
@@ -180,6 +201,10 @@ def summarize(groups: list[list[RunInfo]]) -> list[dict]:
             "top1": top1, "top1_std": top1_std, "top5": top5, "top5_std": top5_std,
             "top1_logits": head, "top1_logits_std": head_std,
             "samples_per_s": float(np.mean([r.metrics.get("train_samples_per_s", 0.0) for r in group])),
+            "val_top1": val, "val_top1_std": val_std,
+            # the epoch each seed's interaction left chance ("–": never, or no interaction), final text cosine
+            "left_chance": ",".join("–" if d["left_chance"] is None else str(d["left_chance"]) for d in diag),
+            "text_cos": float(np.mean([d["text_cos_mean"] for d in diag])),
             "differences": "" if group is groups[0] else differences(first.config, reference),
         })
     return rows
@@ -201,18 +226,22 @@ def cell(mean: float, std: float | None) -> str:
 
 
 COLUMNS = ("run", "method", "dataset", "stream", "seeds", "epochs", "top-1", "top-5", "top-1 head only",
-           "samples/s", "differences")
+           "samples/s", "val top-1", "leaves chance", "text cos", "differences")
+NUMERIC_COLUMNS = ("epochs", "top-1", "top-5", "top-1 head only", "samples/s", "val top-1", "leaves chance",
+                   "text cos")
 
 
 def display_row(r: dict) -> list[str]:
     head = "–" if np.isnan(r["top1_logits"]) else cell(r["top1_logits"], r["top1_logits_std"])
+    val = "–" if np.isnan(r["val_top1"]) else cell(r["val_top1"], r["val_top1_std"])
+    cos = "–" if np.isnan(r["text_cos"]) else f"{r['text_cos']:.3f}"
     return [r["run"], r["method"], r["dataset"], r["stream"], r["seeds"], str(r["epochs"]),
             cell(r["top1"], r["top1_std"]), cell(r["top5"], r["top5_std"]), head, f"{r['samples_per_s']:.1f}",
-            r["differences"]]
+            val, r["left_chance"], cos, r["differences"]]
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 4 + "---:|" * 6 + "---|"]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 4 + "---:|" * 9 + "---|"]
     for r in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in display_row(r)) + " |")
     return "\n".join(lines) + "\n"
@@ -220,13 +249,35 @@ def to_markdown(rows: list[dict]) -> str:
 
 def to_csv(rows: list[dict]) -> str:
     cols = ["run", "method", "dataset", "stream", "seeds", "runs", "epochs", "top1", "top1_std", "top5", "top5_std",
-            "top1_logits", "top1_logits_std", "samples_per_s", "differences"]
+            "top1_logits", "top1_logits_std", "samples_per_s", "val_top1", "val_top1_std", "left_chance", "text_cos",
+            "differences"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
         writer.writerow({k: ("" if r[k] is None else r[k]) for k in cols})
     return buf.getvalue()
+
+
+def interaction_diagnostics(path: Path, num_classes: int = 0) -> dict:
+    """From log.jsonl: the first epoch whose contrastive_after fell below CHANCE_MARGIN x ln C (None: never, or
+    no interaction), and the last epoch's mean off-diagonal class text cosine. Logs from before the diagnostics
+    lack ln C: `num_classes` (metrics.json's per-class entries) stands in for it."""
+    import math
+
+    from recognizer.analysis.curves import read_log
+    from recognizer.training.diagnostics import at_chance
+
+    try:
+        log = read_log(path)
+    except ValueError:
+        log = []
+    if num_classes > 1:
+        log = [{"contrastive_after_chance": math.log(num_classes), **h} if "contrastive_after" in h else h
+               for h in log]
+    left = next((h["epoch"] for h in log if "contrastive_after_chance" in h and not at_chance(h)), None)
+    cos = next((h["text_cos_mean"] for h in reversed(log) if "text_cos_mean" in h), float("nan"))
+    return {"left_chance": left, "text_cos_mean": cos}
 
 
 def compare_runs(paths: list[str | Path], sort: str | None = None) -> list[dict]:

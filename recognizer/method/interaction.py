@@ -2,7 +2,10 @@
 
 Bridger (language-aware, the default): the class text embeddings, projected, are the queries of a
 cross-attention over the skeleton tokens (the T' x V cells of the last CTR-GCN feature map, projected
-to D), followed by an MLP: one skeleton token per class, each pooled with that class's text in view.
+to D), followed by an MLP: one skeleton token per class, each pooled with that class's text in view. With
+`model.bridger_residual=false` the query is not added back, so a bridged token is pooled skeleton only
+and its similarity to a class text has to come from the skeleton (with the residual, the class text
+sits inside its own token and the per-class similarity hardly depends on the skeleton).
 `model.bridger_mode=learned` swaps the text queries for a few learnable text-free queries (the
 ablation of "language-aware").
 
@@ -19,11 +22,11 @@ from torch import nn
 
 class Bridger(nn.Module):
     def __init__(self, skel_dim: int, dim: int, num_queries: int = 8, heads: int = 8, mlp_ratio: int = 2,
-                 dropout: float = 0.0, queries: str = "text"):
+                 dropout: float = 0.0, queries: str = "text", residual: bool = True):
         super().__init__()
         if queries not in ("text", "learned"):
             raise ValueError(f"model.bridger_mode must be text or learned, not '{queries}'")
-        self.mode = queries
+        self.mode, self.residual = queries, residual
         self.proj = nn.Linear(skel_dim, dim)
         if queries == "learned":
             self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
@@ -40,7 +43,9 @@ class Bridger(nn.Module):
         kv = self.norm_kv(self.proj(tokens))  # (B, N, D)
         q = self.queries if self.mode == "learned" else self.query_proj(text.to(kv.dtype))  # (Q, D)
         q = q.unsqueeze(0).expand(tokens.shape[0], -1, -1)  # (B, Q, D)
-        x = q + self.attn(self.norm_q(q), kv, kv, need_weights=False)[0]
+        x = self.attn(self.norm_q(q), kv, kv, need_weights=False)[0]  # (B, Q, D) a weighted mean of skeleton tokens
+        if self.residual:  # the query (class text) added back: the token then carries its class's text too
+            x = q + x
         return x + self.mlp(x)
 
 

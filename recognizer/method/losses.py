@@ -2,6 +2,7 @@
 
 total = CE + alpha * mean(contrastive terms: global + 4 parts, as GAP averages them)
            + alpha_after * contrastive after interaction + beta * ranking
+           (+ prompt_pull * (1 - cos(learned class text, synonym mean)) for PCLE, KgCoOp's pull)
 (weights and switches in `LossConfig`). Every contrastive term has its own logit scale
 (`out["logit_scales"]`, order `model.SCALE_TERMS`), as GAP's five scales.
 """
@@ -27,6 +28,8 @@ class LossConfig:
     margin: float = 0.2  # in cosine-similarity units
     label_smoothing: float = 0.0
     target_sharpness: float = 10.0  # GAP's KLLoss target: softmax(10 * same-class); <= 0: exact 1/positives
+    global_share: float | None = None  # share of the global term in the contrastive loss; None: plain mean (GAP, 1/5)
+    prompt_pull: float = 0.0  # PCLE: lambda * (1 - cos(learned class text, synonym mean)) (KgCoOp)
 
 
 def same_class_targets(labels: torch.Tensor, sharpness: float = 0.0) -> torch.Tensor:
@@ -102,12 +105,18 @@ def total_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, cfg: LossConf
         if cfg.parts and "skel_parts" in out:
             con += [contrastive_loss(out["skel_parts"][:, g], out["text_parts"][:, g], labels, scales[1 + g],
                                      cfg.target_sharpness) for g in range(out["skel_parts"].shape[1])]
-        terms["contrastive"] = torch.stack(con).mean()  # GAP averages the global and part terms
+        if cfg.global_share is None or len(con) == 1:
+            terms["contrastive"] = torch.stack(con).mean()  # GAP averages the global and part terms
+        else:  # the global term's own weight (PCLE's learned context learns from it alone)
+            terms["contrastive"] = cfg.global_share * con[0] + (1 - cfg.global_share) * torch.stack(con[1:]).mean()
     if cfg.after and "sim_after" in out:
         terms["contrastive_after"] = class_contrastive(out["sim_after"], sim_labels, scales[-1])
     if cfg.ranking and "sim_after" in out:
         terms["ranking"] = ranking_loss(out["sim_before"].float(), out["sim_after"].float(), sim_labels, cfg.margin)
+    if cfg.prompt_pull and "prompt_target" in out:  # KgCoOp: keep the learned class text near the LLM's
+        terms["prompt_pull"] = 1 - F.cosine_similarity(out["class_text"].float(), out["prompt_target"].float()).mean()
     loss = (terms.get("ce", zero) + cfg.alpha * terms.get("contrastive", zero)
-            + cfg.alpha_after * terms.get("contrastive_after", zero) + cfg.beta * terms.get("ranking", zero))
+            + cfg.alpha_after * terms.get("contrastive_after", zero) + cfg.beta * terms.get("ranking", zero)
+            + cfg.prompt_pull * terms.get("prompt_pull", zero))
     terms["loss"] = loss
     return terms

@@ -31,6 +31,13 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (F.normalize(a.float(), dim=-1) * F.normalize(b.float(), dim=-1)).sum(-1)
 
 
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """x in the forward pass; its gradient times `scale` in the backward pass (0: a stop-gradient)."""
+    if scale == 0.0:
+        return x.detach()
+    return x.detach() + scale * (x - x.detach())
+
+
 class PromptedContrastiveModel(nn.Module):
     def __init__(self, cfg: ModelConfig, layout: Layout, num_classes: int, text_dim: int,
                  in_channels: int = 3, num_person: int = 2, prompt_learner: PromptLearner | None = None,
@@ -47,7 +54,7 @@ class PromptedContrastiveModel(nn.Module):
         for name in PART_GROUP_NAMES:
             self.register_buffer(f"joints_{name}", torch.tensor(layout.parts[name]), persistent=False)
         self.bridger = (Bridger(c, text_dim, cfg.bridger_queries, cfg.heads, dropout=cfg.dropout,
-                                queries=cfg.bridger_mode) if cfg.bridger else None)
+                                queries=cfg.bridger_mode, residual=cfg.bridger_residual) if cfg.bridger else None)
         self.token_proj = nn.Linear(c, text_dim) if cfg.interaction and not cfg.bridger else None
         self.interaction = CrossModalityAttention(text_dim, cfg.heads, cfg.dropout) if cfg.interaction else None
         if cfg.scale_mode not in ("exp", "linear"):
@@ -58,6 +65,7 @@ class PromptedContrastiveModel(nn.Module):
         self.register_buffer("class_text", torch.zeros(num_classes, text_dim))  # (C, D), saved
         # Inference: scores = fusion[0] * logits + fusion[1] * scale_after * sim_after; set from validation.
         self.register_buffer("fusion", torch.tensor(LOGITS_ONLY))
+        self.interaction_grad = cfg.interaction_grad  # set per epoch by training (model.interaction_grad_epochs)
 
     @property
     def interacts(self) -> bool:
@@ -110,6 +118,8 @@ class PromptedContrastiveModel(nn.Module):
         return out
 
     def _interact(self, fmap: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.interaction_grad != 1.0:  # same values; the gradient into the backbone scaled (0: stopped)
+            fmap = scale_grad(fmap, self.interaction_grad)
         tokens = fmap.flatten(2).transpose(1, 2)  # (B, T'V, C')
         skel = self.bridger(tokens, text) if self.bridger is not None else self.token_proj(tokens)  # (B, Q, D)
         per_class = self.bridger is not None and self.bridger.mode == "text"  # token c was queried by class c

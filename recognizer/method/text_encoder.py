@@ -95,8 +95,10 @@ class TextEncoder(nn.Module):
             out.append(self.encode_embeddings(self.token_embedding()(tok.ids), tok.mask))
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
-    def encode_embeddings(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(N, L, W) token embeddings + (N, L) mask -> (N, D). Gradients flow to `embeds`."""
+    def encode_embeddings(self, embeds: torch.Tensor, mask: torch.Tensor,
+                          pool: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, L, W) token embeddings + (N, L) mask -> (N, D). Gradients flow to `embeds`. `pool` (N, L):
+        the tokens a BERT-style encoder averages (default: every real token); a causal encoder has none."""
         raise NotImplementedError
 
     def fingerprint(self) -> str:
@@ -120,9 +122,10 @@ class BertTextEncoder(TextEncoder):
         self.start_id = tokenizer.cls_token_id
         self.end_id = tokenizer.sep_token_id
 
-    def encode_embeddings(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode_embeddings(self, embeds: torch.Tensor, mask: torch.Tensor,
+                          pool: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # (N, L, W)
-        m = mask.unsqueeze(-1).to(hidden.dtype)
+        m = (mask if pool is None else pool).unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
@@ -142,8 +145,12 @@ class ClipTextEncoder(TextEncoder):
         self.max_length = min(self.max_length, cap)
         return super().tokenize(texts)
 
-    def encode_embeddings(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode_embeddings(self, embeds: torch.Tensor, mask: torch.Tensor,
+                          pool: torch.Tensor | None = None) -> torch.Tensor:
         from transformers.masking_utils import create_causal_mask
+
+        if pool is not None:
+            raise ValueError(f"{self.name} pools at its end token: a pooling mask does not apply")
 
         tm = self.model.text_model
         hidden = tm.embeddings(inputs_embeds=embeds)  # adds positions

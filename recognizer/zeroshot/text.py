@@ -100,7 +100,10 @@ def _learned(cfg: Config, ckpt: dict, names: list[str], encoder, learner_cls) ->
     if cfg.prompt.class_specific:
         raise ValueError("this PCLE run learned class-specific context (prompt.class_specific=true): unseen classes "
                          "have none; use text mode 'name' or a run with shared context")
-    learner = learner_cls(encoder, names, cfg.prompt.n_ctx, False, cfg.prompt.ctx_init).to(encoder.device)
+    # the context's own length (prompt.init_length=words sets it from ctx_init), its pooling; the class name
+    # follows it (a hybrid run's synonyms are not known for unseen classes)
+    learner = learner_cls(encoder, names, int(ctx.shape[1]), False, cfg.prompt.ctx_init,
+                          pooling=cfg.prompt.pooling).to(encoder.device)
     learner.ctx.data.copy_(ctx.to(learner.ctx.dtype))
     return learner(encoder)
 
