@@ -213,16 +213,31 @@ def preset_path(dataset: str) -> Path | None:
     return None
 
 
+def split_methods(data: dict, where: str) -> tuple[dict, dict]:
+    """A config file's `methods:` block (method -> overrides for runs of that method) apart from the rest."""
+    data = dict(data)
+    blocks = data.pop("methods", None) or {}
+    if not isinstance(blocks, dict) or any(m not in METHODS or not isinstance(v, dict) for m, v in blocks.items()):
+        raise ConfigError(f"{where}.methods: expected a mapping of {', '.join(METHODS)} to overrides")
+    return data, blocks
+
+
 def resolve(dataset: str | None = None, method: str | None = None, config_file: str | None = None,
             overrides: list[str] | None = None) -> Config:
+    """defaults -> preset -> --config -> their `methods:` blocks for the run's method -> --set -> --method."""
     cfg = Config()
     if dataset:
         cfg = merge(cfg, {"data": {"dataset": dataset}})
     preset = preset_path(cfg.data.dataset)
-    if preset is not None:
-        cfg = merge(cfg, read_yaml(preset), str(preset))
-    if config_file:
-        cfg = merge(cfg, read_yaml(config_file), str(config_file))
+    method_blocks: list[tuple[str, dict]] = []
+    for path in [p for p in (preset, config_file) if p]:
+        data, blocks = split_methods(read_yaml(path), str(path))
+        cfg = merge(cfg, data, str(path))
+        method_blocks.append((str(path), blocks))
+    chosen = method or cfg.method
+    for where, blocks in method_blocks:
+        if chosen in blocks:
+            cfg = merge(cfg, blocks[chosen], f"{where}.methods.{chosen}")
     for item in overrides or []:
         cfg = merge(cfg, parse_override(item), f"--set {item}")
     if dataset:  # the command line wins over a config file's dataset

@@ -46,3 +46,18 @@ def test_cpu_protocol_config_loads_with_gaps_pipeline_at_full_width():
         assert cfg.model.width == 64 and cfg.data.clip.mode == "sample" and cfg.data.clip.window == 52
         assert cfg.optim.schedule == "cosine" and cfg.data.val_fraction > 0 and cfg.text.frozen
         assert cfg.loss.alpha == 1.0 and cfg.model.lst_k["joint"] == 6
+
+
+def test_a_config_files_methods_block_applies_to_that_method_only(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  epochs: 7\nmethods:\n  pcle:\n    prompt:\n      hybrid: true\n    optim:\n      epochs: 9\n")
+    assert resolve("synthetic", "pcle", str(f)).prompt.hybrid and resolve("synthetic", "pcle", str(f)).optim.epochs == 9
+    pcke = resolve("synthetic", "pcke", str(f))
+    assert not pcke.prompt.hybrid and pcke.optim.epochs == 7
+    assert resolve("synthetic", "pcle", str(f), ["optim.epochs=3"]).optim.epochs == 3  # --set wins
+    f.write_text("methods:\n  clip:\n    optim:\n      epochs: 1\n")
+    with pytest.raises(ConfigError, match="c.yaml.methods"):
+        resolve("synthetic", "pcle", str(f))
+    f.write_text("methods:\n  pcle:\n    optim:\n      epochz: 1\n")
+    with pytest.raises(ConfigError, match="methods.pcle.optim: unknown key 'epochz'"):
+        resolve("synthetic", "pcle", str(f))
