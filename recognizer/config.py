@@ -72,6 +72,7 @@ class PromptConfig:
     init_length: str = "n_ctx"  # n_ctx: ctx_init fills the first of n_ctx slots | words: n_ctx = its tokens (CoOp)
     pooling: str = "all"  # BERT-style prompt pooling: all tokens | name (class-name tokens + [SEP]) | cls
     hybrid: bool = False  # PCLE prompt = [learned context] + one LLM synonym drawn per sample (PCKE's corpus)
+    hybrid_class_text: str = "draw"  # hybrid: class text per step = one drawn synonym prompt | mean of all of them
     ctx_lr: float = 0.002  # PCLE context's own learning rate (CoOp: 2e-3 with SGD), same schedule as the backbone
     part_prefix: bool = True  # part texts start with the class name, as GAP's ("<name>, head: ...")
     train_classes: int = 0  # PCLE: per step encode only the batch's classes + random others up to this many (0 = all)

@@ -393,7 +393,7 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
             classes = class_subset(all_gather_plain(y), n_cls, cfg.prompt.train_classes, gen_classes)
         hybrid = cfg.prompt.method == "pcle" and cfg.prompt.hybrid
         if hybrid:  # learned context + one synonym per sample (and one per class for the class text)
-            text_sample, class_text = _hybrid_text(unwrap(model), parts, y, gen, env)
+            text_sample, class_text = _hybrid_text(unwrap(model), parts, y, gen, env, cfg.prompt.hybrid_class_text)
             with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
                 out = model(x, class_text=class_text)
             out["text_sample"] = text_sample
@@ -449,14 +449,20 @@ def _synonyms(parts: Parts, y: torch.Tensor, gen: torch.Generator, env: Env) -> 
 
 
 def _hybrid_text(model: PromptedContrastiveModel, parts: Parts, y: torch.Tensor, gen: torch.Generator,
-                 env: Env) -> tuple[torch.Tensor, torch.Tensor]:
+                 env: Env, class_text: str = "draw") -> tuple[torch.Tensor, torch.Tensor]:
     """PCLE's hybrid prompt for one step: (B, D) the learned context + one synonym drawn per sample (the draw
-    PCKE makes), and (C, D) the class text, the learned context + one synonym drawn per class; every distinct
-    prompt is encoded once."""
+    PCKE makes), and (C, D) the class text: the learned context + one synonym drawn per class
+    (`prompt.hybrid_class_text=draw`; every distinct prompt encoded once) or the mean of all the class's
+    synonym prompts, as at test (`mean`)."""
     bank = parts.bank
     u = torch.rand(len(y) * env.world, generator=gen)[env.rank :: env.world].to(y.device)
     n_cls = len(bank.counts)
     u_cls = torch.rand(n_cls, generator=gen).to(y.device)
+    if class_text == "mean":  # every synonym prompt: the class text as at test, the samples' rows from it
+        emb = model.prompt_learner.encode_rows(parts.encoder)  # (S, D)
+        return emb[bank.pick_index(y, u)], model.prompt_learner.class_means(emb)
+    if class_text != "draw":
+        raise ValueError(f"prompt.hybrid_class_text must be draw or mean, not '{class_text}'")
     rows = torch.cat([bank.pick_index(y, u), bank.pick_index(torch.arange(n_cls, device=y.device), u_cls)])
     uniq, inverse = torch.unique(rows, return_inverse=True)
     emb = model.prompt_learner.encode_rows(parts.encoder, uniq)[inverse]  # (B + C, D)

@@ -97,6 +97,11 @@ def test_hybrid_step_draws_one_synonym_per_sample(tmp_path):
         want_cls = learner.encode_rows(parts.encoder, bank.pick_index(torch.arange(len(bank.counts)), u_cls))
     torch.testing.assert_close(text_sample, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(class_text, want_cls, atol=1e-5, rtol=1e-5)
+    # class_text=mean: every synonym prompt, the class text exactly as at test, the samples' rows the same draw
+    text_mean, class_mean = _hybrid_text(parts.model, parts, y, torch.Generator().manual_seed(1), parts_env(), "mean")
+    with torch.no_grad():
+        torch.testing.assert_close(class_mean, learner(parts.encoder), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(text_mean, want, atol=1e-5, rtol=1e-5)
     drawn = bank.pick_index(y, u)[:8]
     assert len(set(drawn.tolist())) > 1  # eight samples of one class drew different synonyms
     assert all(bank.offsets[0] <= r < bank.offsets[0] + bank.counts[0] for r in drawn.tolist())

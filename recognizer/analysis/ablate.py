@@ -26,11 +26,20 @@ from recognizer.checkpoint import atomic_write_text
 from recognizer.config import ConfigError, from_yaml_text
 from recognizer.training.run_setup import check_config, with_data_root
 
+# PCLE as issue 21 chose it on the screen (docs/method.md, "PCLE that learns"): CoOp's init ("a person is", as
+# many context vectors as its tokens), the prompt pooled over the words after the context, the hybrid prompt
+# (learned context + one LLM synonym per sample; the class text the mean of every synonym prompt, as at test),
+# and the inference rule fixed before training (logits + 1.0 x scale x similarity after interaction; the
+# head alone is reported beside it)
+PCLE_HYBRID = ["prompt.ctx_init=a person is", "prompt.init_length=words", "prompt.pooling=name", "prompt.hybrid=true",
+               "prompt.hybrid_class_text=mean", "model.inference=fusion", "model.fuse_weight=1.0"]
+
 # (name, method, overrides applied after the user's --config / --set)
 GRID: list[tuple[str, str, list[str]]] = [
     ("gap", "gap", []),
     ("pcke", "pcke", []),
     ("pcle", "pcle", []),
+    ("pcle-hybrid", "pcle", PCLE_HYBRID),
     ("pcle-no-bridger", "pcle", ["model.bridger=false"]),
     ("pcle-no-interaction", "pcle", ["model.interaction=false"]),
     ("pcle-no-ranking", "pcle", ["loss.ranking=false"]),
@@ -48,6 +57,7 @@ DESCRIPTIONS = {
     "gap": "GAP baseline (GAP's recipe: PCKE prompts, no interaction/ranking)",
     "pcke": "PCKE (LLM descriptions)",
     "pcle": "PCLE (learnable context)",
+    "pcle-hybrid": "PCLE, hybrid prompt (learned context + LLM synonyms), CoOp init, name pooling, fixed rule",
     "pcle-no-bridger": "PCLE without skeleton-language bridger",
     "pcle-no-interaction": "PCLE without cross-modality attention",
     "pcle-no-ranking": "PCLE without ranking loss",

@@ -108,6 +108,7 @@ UNUSED_WHEN = (
     ("prompt.init_length", lambda c: c.get("prompt.method") == "pcke"),
     ("prompt.pooling", lambda c: c.get("prompt.method") == "pcke"),
     ("prompt.hybrid", lambda c: c.get("prompt.method") == "pcke"),
+    ("prompt.hybrid_class_text", lambda c: c.get("prompt.method") == "pcke" or not c.get("prompt.hybrid")),
     ("loss.prompt_pull", lambda c: c.get("prompt.method") == "pcke"),
     # the interaction's optimizer and its gradient into the backbone: nothing to act on without one
     ("optim.interaction_optimizer", _no_interaction),

@@ -126,10 +126,15 @@ class PromptLearner(nn.Module):
         prompt's embedding; with several (hybrid), the mean of the class's normalised prompt embeddings."""
         if self.one_per_class:
             return self.encode_rows(encoder, classes)
-        emb = F.normalize(self.encode_rows(encoder), dim=-1)  # (S, D)
-        means = torch.zeros(self.num_classes, emb.shape[1], device=emb.device).index_add(0, self.owner, emb)
-        means = means / torch.bincount(self.owner, minlength=self.num_classes).clamp_min(1)[:, None]
+        means = self.class_means(self.encode_rows(encoder))
         return means if classes is None else means[classes]
+
+    def class_means(self, emb: torch.Tensor) -> torch.Tensor:
+        """(S, D) embeddings of every prompt -> (C, D) mean of each class's normalised prompt embeddings."""
+        emb = F.normalize(emb, dim=-1)
+        means = torch.zeros(self.num_classes, emb.shape[1], device=emb.device, dtype=emb.dtype)
+        means = means.index_add(0, self.owner, emb)
+        return means / torch.bincount(self.owner, minlength=self.num_classes).clamp_min(1)[:, None]
 
     @torch.no_grad()
     def drift(self) -> float:
