@@ -31,7 +31,7 @@ export TOKENIZERS_PARALLELISM := false
 REPRO_OUT  ?= results/reproduce-$(DATASET)
 REPRO_ARGS ?=
 
-# CPU protocol (make nw-ucla-cpu): the grid behind the README table, GAP and PCLE seed by seed, PCKE, the part-removal
+# CPU protocol (make nw-ucla-cpu): the grid behind the README table, GAP and PCLE seed by seed, PCKE, the hybrid PCLE, the part-removal
 # rows and PCLE's other streams, then the 4-stream ensemble; about 25 minutes per run on 2 cores; resumes.
 CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --out results/nw-ucla-cpu
 CPU_STREAMS = results/nw-ucla-cpu/pcle/seed0 $(foreach s,bone joint-motion bone-motion,results/nw-ucla-cpu/pcle-$(s)/seed0)
@@ -74,6 +74,9 @@ reproduce: install
 
 nw-ucla-cpu: install
 	for seed in 0 1 2; do $(CPU_GRID) --seeds $$seed --only gap,pcle || exit 1; done
+	# PCLE as issue 21 chose it (the hybrid prompt; results/pcle-screen/README.md); seeds 1, 2 score every 4th epoch
+	$(CPU_GRID) --seeds 0 --only pcle-hybrid
+	$(CPU_GRID) --seeds 1,2 --only pcle-hybrid --set run.eval_every=4
 	$(CPU_GRID) --seeds 0,1,2 --only pcke
 	# rows without curves in the docs score test/val every 4th epoch (and the last): ~2.5 min less per
 	# run on 2 cores; run.eval_every never changes a result, so it is not part of the config hash
