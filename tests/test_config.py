@@ -50,7 +50,8 @@ def test_cpu_protocol_config_loads_with_gaps_pipeline_at_full_width():
 
 def test_a_config_files_methods_block_applies_to_that_method_only(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("optim:\n  epochs: 7\nmethods:\n  pcle:\n    prompt:\n      hybrid: true\n    optim:\n      epochs: 9\n")
+    f.write_text("optim:\n  epochs: 7\nmethods:\n  pcle:\n    prompt:\n      hybrid: true\n"
+                 "    optim:\n      epochs: 9\n")
     assert resolve("synthetic", "pcle", str(f)).prompt.hybrid and resolve("synthetic", "pcle", str(f)).optim.epochs == 9
     pcke = resolve("synthetic", "pcke", str(f))
     assert not pcke.prompt.hybrid and pcke.optim.epochs == 7

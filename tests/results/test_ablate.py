@@ -13,13 +13,17 @@ from tests.conftest import tiny_overrides
 
 def test_grid_covers_the_paper_rows():
     names = [n for n, _, _ in GRID]
-    assert names == ["gap", "pcke", "pcle", "pcle-no-bridger", "pcle-no-interaction", "pcle-no-ranking",
+    assert names == ["gap", "pcke", "pcle", "pcle-hybrid", "pcle-no-bridger", "pcle-no-interaction", "pcle-no-ranking",
                      "pcle-no-after", "pcle-learned-queries", "pcle-ctx4", "pcle-ctx8", "pcle-ctx16",
                      "pcle-bone", "pcle-joint-motion", "pcle-bone-motion"]
     rows = {n: (m, o) for n, m, o in GRID}
     assert rows["pcle-no-bridger"] == ("pcle", ["model.bridger=false"])
     assert rows["pcle-ctx8"] == ("pcle", ["prompt.n_ctx=8"])
     assert rows["pcle-bone-motion"] == ("pcle", ["data.clip.stream=bone_motion"])
+    from recognizer.config import resolve
+
+    hybrid = resolve("nw-ucla", "pcle", overrides=rows["pcle-hybrid"][1])  # issue 21's chosen PCLE
+    assert hybrid.prompt.hybrid and hybrid.prompt.ctx_init == "a person is" and hybrid.model.inference == "fusion"
 
 
 def test_stream_rows_resolve_to_their_stream():
