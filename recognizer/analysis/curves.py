@@ -76,15 +76,27 @@ DIAGNOSTICS = (("contrastive_after", "contrastive loss after interaction / ln C 
                ("scale_after", "logit scale after interaction"))
 
 
-def diagnostics_curve(log: list[dict]) -> dict:
-    """Per epoch: contrastive_after as a fraction of chance (ln C), the class text cosine, the after scale."""
-    rows = [h for h in log if "text_cos_mean" in h]  # runs from before the diagnostics have none
-    out = {"epoch": [h["epoch"] for h in rows]}
-    out["contrastive_after"] = [h["contrastive_after"] / h["contrastive_after_chance"]
-                                if "contrastive_after_chance" in h and "contrastive_after" in h else None for h in rows]
+def diagnostics_curve(log: list[dict], num_classes: int = 0) -> dict:
+    """Per epoch: contrastive_after as a fraction of chance (ln C; logs from before the diagnostics take C
+    from `num_classes`), the class text cosine and the after scale (None where a log has no value)."""
+    import math
+
+    fallback = math.log(num_classes) if num_classes > 1 else None
+    out = {"epoch": [h["epoch"] for h in log]}
+    out["contrastive_after"] = [h["contrastive_after"] / h.get("contrastive_after_chance", fallback)
+                                if "contrastive_after" in h and h.get("contrastive_after_chance", fallback) else None
+                                for h in log]
     for key in ("text_cos_mean", "scale_after"):
-        out[key] = [h.get(key) for h in rows]
+        out[key] = [h.get(key) for h in log]
     return out
+
+
+def _num_classes(run: str | Path) -> int:
+    """C from the run's metrics.json (per-class entries), 0 when it has none."""
+    try:
+        return len(json.loads((Path(run) / "metrics.json").read_text()).get("per_class_top1") or {})
+    except (OSError, ValueError):
+        return 0
 
 
 def plot_diagnostics(runs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> dict:
@@ -96,21 +108,23 @@ def plot_diagnostics(runs: list[str | Path], out: str | Path, labels: list[str] 
     import matplotlib.pyplot as plt
 
     names = labels or run_names(runs)
-    data = {name: diagnostics_curve(read_log(r)) for name, r in zip(names, runs, strict=True)}
-    if not any(c["epoch"] for c in data.values()):
-        raise ValueError("no run logs the diagnostics (text_cos_mean ...): trained before they existed")
+    data = {name: diagnostics_curve(read_log(r), _num_classes(r)) for name, r in zip(names, runs, strict=True)}
+    if not any(v is not None for c in data.values() for key, _ in DIAGNOSTICS for v in c[key]):
+        raise ValueError("no run logs a diagnostic (contrastive_after, text_cos_mean, scale_after)")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for name, c in data.items():
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, c) in enumerate(data.items()):  # one colour per run in every panel
         for ax, (key, _) in zip(axes, DIAGNOSTICS):
             pts = [(e, v) for e, v in zip(c["epoch"], c[key]) if v is not None]
             if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, label=name)
+                ax.plot(*zip(*pts), marker="o", ms=3, label=name, color=colours[i % len(colours)])
     axes[0].axhline(1.0, color="grey", ls=":", lw=1)
     for ax, (_, title) in zip(axes, DIAGNOSTICS):
         ax.set(xlabel="epoch", title=title)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0].legend(fontsize=8)
+        if ax.lines[1:] or (ax.lines and ax is not axes[0]):
+            ax.legend(fontsize=8)
     out = save_figure(fig, out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
     return data
