@@ -14,7 +14,7 @@ A corpus is JSONL, one record per action class, validated against `prompts/corpu
 Both stages import from here; `corpus` imports neither at module level.
 """
 
-from corpus.edits import CONTENT_FIELDS, content_hash, hash_differs, is_edited, mark_edited
+from corpus.edits import CONTENT_FIELDS, content_hash, hand_edited, hash_differs, is_edited, mark_edited
 from corpus.files import (
     StaleCorpusError,
     atomic_write,
@@ -35,7 +35,8 @@ from corpus.text_encoder import TextEncoder
 __all__ = [
     "CONTENT_FIELDS", "CURATED", "PART_GROUPS", "PART_NAMES", "PROMPTS_DIR", "SCHEMA_PATH", "ClassPrompts",
     "CorpusError", "StaleCorpusError", "TextEncoder", "atomic_write", "atomic_write_text", "content_hash",
-    "corpus_version", "dump_record", "hash_differs", "is_curated", "is_edited", "load_corpus", "load_records",
+    "corpus_version", "dump_record", "hand_edited", "hash_differs", "is_curated", "is_edited", "load_corpus",
+    "load_records",
     "mark_edited", "norm_class_name", "read_lines", "read_records", "read_utf8", "refuse_curated", "schema",
     "select_classes", "validate_record", "write_records",
 ]

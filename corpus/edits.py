@@ -27,6 +27,12 @@ def is_edited(record: dict) -> bool:
     return record.get("edited") is True or hash_differs(record)
 
 
+def hand_edited(record: dict) -> bool:
+    """What a reviewer calls edited: the flag is set, or generated content no longer matches its hash
+    (a curated record, which has no hash, is edited only when flagged)."""
+    return record.get("edited") is True or ("content_hash" in record and hash_differs(record))
+
+
 def mark_edited(record: dict) -> dict:
     """A copy flagged `edited: true` (the stored hash stays: it records what was generated)."""
     return {**record, "edited": True}

@@ -409,3 +409,22 @@ def cache_export(
 
     n = export(open_cache(cache), out_path, fmt)
     out.print(f"wrote {n} replies to {out_path}", highlight=False, markup=False)
+
+
+@app.command()
+@clean_errors
+def serve(
+    corpora: list[Path] = typer.Argument(..., metavar="CORPUS [CORPUS]", help="One corpus, or two to compare."),
+    port: int = typer.Option(8765, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; anything but loopback lets others edit."),
+    allow_curated: bool = typer.Option(False, help="Let the page edit the curated corpora shipped in prompts/."),
+    threshold: float = typer.Option(0.9, help="Lint: cosine similarity for near-duplicates."),
+    encoder: str = typer.Option("minilm", help="Lint: text encoder for the similarity checks; 'none' skips them."),
+    encoder_path: str = typer.Option(None, help="Lint: checkpoint directory for the clip / bert encoders."),
+) -> None:
+    """Review and hand-edit corpora in the browser: lint findings on the strings they name, edits
+    validated and saved atomically (marked edited), undo, two corpora side by side."""
+    from knowledge_engine.review import open_review
+
+    open_review(corpora, port=port, host=host, allow_curated=allow_curated, threshold=threshold,
+                encoder=encoder, encoder_path=encoder_path)

@@ -41,12 +41,12 @@ def edit_record(corpus: Path, ref: str, editor: list[str] | None = None) -> dict
         return None
     new["edited"] = True
     updated = [new if r.get("class_id") == rec["class_id"] else r for r in read_records(corpus)]
-    _check_like_validate(corpus, updated, new)
+    check_edit(corpus, updated, new)
     write_records(corpus, updated, allow_curated=True)  # editing by hand is how curated corpora are made
     return new
 
 
-def _check_like_validate(corpus: Path, records: list[dict], new: dict) -> None:
+def check_edit(corpus: Path, records: list[dict], new: dict) -> None:
     """Reject an edit that `validate` would then report as an error (blank text, a synonym naming
     another class, ...): both run `check_records`."""
     where = f"{corpus} (class {new['class_id']} {new['name']!r})"

@@ -1,0 +1,30 @@
+"""`pcle prompts serve`: a local web page to review and hand-edit corpora (needs the `[serve]` extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from knowledge_engine.errors import KnowledgeEngineError
+
+REGENERATE_REASON = ("regenerating one class from the page is not available yet: run `pcle prompts generate` "
+                     "(it keeps hand-edited records) and reload")
+
+
+def open_review(paths: list[Path], port: int = 8765, host: str = "127.0.0.1", allow_curated: bool = False,
+                threshold: float = 0.9, encoder: str = "minilm", encoder_path: str | None = None) -> None:
+    missing = [m for m in ("starlette", "uvicorn", "jinja2", "multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise KnowledgeEngineError(f"`pcle prompts serve` needs {', '.join(missing)}: pip install 'pcle[serve]'")
+    from corpus.text_encoder import recognizer_encoder
+    from knowledge_engine.lint import LintOptions
+    from knowledge_engine.review.server import serve
+    from knowledge_engine.review.session import Review
+
+    try:
+        text_encoder = None if encoder == "none" else recognizer_encoder(encoder, encoder_path)
+    except (ValueError, RuntimeError) as e:
+        raise KnowledgeEngineError(f"--encoder {encoder}: {e}") from None
+    review = Review(list(paths), allow_curated, LintOptions(threshold, encoder, encoder_path), text_encoder,
+                    REGENERATE_REASON)
+    serve(review, host, port)
