@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from corpus.paths import is_curated
+from corpus.paths import is_curated, is_shipped
 from corpus.schema import CorpusError, validate_record
 
 
@@ -112,6 +112,9 @@ def refuse_curated(path: Path) -> None:
     if is_curated(path):
         raise CorpusError(f"{path}: that is a curated corpus and is never overwritten; write to "
                           "another file (generated corpora go under prompts/generated/)")
+    if is_shipped(path):
+        raise CorpusError(f"{path}: that file is shipped in prompts/ (class lists, templates, schema) and is "
+                          "never overwritten by a command; write to another file")
 
 
 def dump_records(records: list[dict]) -> str:

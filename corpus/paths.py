@@ -17,3 +17,13 @@ CURATED = {
 def is_curated(path: str | Path) -> bool:
     """True for a corpus shipped in prompts/ (hand-made; commands never overwrite it)."""
     return Path(path).resolve() in {p.resolve() for p in CURATED.values()}
+
+
+def is_shipped(path: str | Path) -> bool:
+    """An existing file shipped under prompts/ (class lists, templates, the schema, curated corpora):
+    anything there but prompts/generated/ and prompts/cache/, which commands write. `export --synonyms
+    prompts/classes/nw-ucla.txt` once replaced a class list."""
+    root, target = PROMPTS_DIR.resolve(), Path(path).resolve()
+    if not target.is_file() or not target.is_relative_to(root):
+        return False
+    return target.relative_to(root).parts[0] not in ("generated", "cache")

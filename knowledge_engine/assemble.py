@@ -32,8 +32,9 @@ def norm_name(text: str) -> str:
 
 
 def norm_sentence(text: str) -> str:
-    """Single spaces, a capital first letter and a final full stop."""
-    text = " ".join(text.split()).strip(" \"'`")
+    """Single spaces, a capital first letter and a final full stop (replacing a trailing comma, colon
+    or semicolon: "The knees bend," is "The knees bend.", not "The knees bend,.")."""
+    text = " ".join(text.split()).strip(" \"'`").rstrip(",;: ")
     if not text:
         return text
     text = text[0].upper() + text[1:]

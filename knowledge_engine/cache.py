@@ -1,9 +1,13 @@
 """Append-only JSONL cache of LLM requests and their replies, keyed by a SHA-256 of the request.
 
 One row per finished request, written and flushed as soon as it finishes, so a crash or Ctrl-C
-loses no completed request. Lines that cannot be read back (a torn write from a killed process, a
-row missing its fields) are reported once, moved to `<cache>.corrupt` and compacted away, so the
-warning does not repeat on every run. A run holds `<cache>.lock` (`filelock`) from start to end:
+loses no completed request. A request that needs several calls (a server that returns one choice
+per call, invalid replies asked again) also gets a `partial` row after each call, so a kill loses
+at most the calls in flight; the last row of a key wins, and `tidy` drops the superseded ones.
+
+Lines that cannot be read back (a torn write from a killed process, a row missing its fields) are
+reported once, moved to `<cache>.corrupt` and compacted away, so the warning does not repeat on
+every run. A run holds `<cache>.lock` (`filelock`) from start to end:
 a second run on the same cache waits, then finds every reply cached and sends nothing.
 
 Besides request rows the cache holds `meta` rows (key `meta:...`), e.g. which structured-output
@@ -53,6 +57,7 @@ class Cache:
     path: Path
     rows: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    superseded: int = 0  # rows in the file that a later row of the same key replaces
 
     @classmethod
     def open(cls, path: str | Path, compact: bool = True) -> Cache:
@@ -78,6 +83,7 @@ class Cache:
                 self.warnings.append(f"{self.path}:{i + 1}: {what} ignored (an interrupted write?)")
                 bad.append(raw)
                 continue
+            self.superseded += row["key"] in self.rows
             self.rows[row["key"]] = row
         return bad
 
@@ -87,12 +93,20 @@ class Cache:
         with open(aside, "ab") as f:
             f.write(b"".join(raw + b"\n" for raw in bad))
         self.rewrite(list(self.rows.values()))
+        self.superseded = 0
         self.warnings.append(f"{self.path}: compacted; {len(bad)} unreadable line(s) moved to {aside}")
 
     def rewrite(self, rows: list[dict]) -> None:
         """Replace the whole file atomically (compaction, `cache prune`)."""
         atomic_write_text(self.path, "".join(_dump(r) for r in rows))
         self.rows = {r["key"]: r for r in rows}
+
+    def tidy(self) -> None:
+        """Drop rows a later row replaced (a request's partial rows once it finished); atomic, and only
+        when there are some. The caller holds the lock."""
+        if self.superseded:
+            self.rewrite(list(self.rows.values()))
+            self.superseded = 0
 
     def get(self, key: str) -> dict | None:
         return self.rows.get(key)
@@ -118,6 +132,7 @@ class Cache:
             f.write(_dump(row).encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
+        self.superseded += row["key"] in self.rows
         self.rows[row["key"]] = row
 
 
@@ -131,7 +146,7 @@ def parse_row(raw: bytes) -> tuple[dict | None, str]:
         return None, "no key"
     if row["key"].startswith(META_PREFIX):
         return row, ""
-    if row.get("status") not in ("ok", "invalid") or not isinstance(row.get("choices"), list) \
+    if row.get("status") not in ("ok", "invalid", "partial") or not isinstance(row.get("choices"), list) \
             or not isinstance(row.get("request"), dict):
         return None, "missing status, request or choices"
     if not all(isinstance(c, dict) for c in row["choices"]):

@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from corpus import atomic_write_text
+from corpus import atomic_write_text, refuse_curated
 from knowledge_engine.cache import Cache, acquire, cache_lock
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.templates import TEMPLATES_DIR, Template, load_template
@@ -34,7 +34,8 @@ def stats(cache: Cache) -> dict:
     return {
         "rows": len(rows),
         "ok": sum(r["status"] == "ok" for r in rows),
-        "invalid": sum(r["status"] != "ok" for r in rows),
+        "invalid": sum(r["status"] == "invalid" for r in rows),
+        "partial": sum(r["status"] == "partial" for r in rows),  # a killed run's unfinished requests
         "classes": len({r["request"].get("class") for r in rows}),
         "choices": sum(len(r["choices"]) for r in rows),
         "calls": sum(int(r.get("calls") or 0) for r in rows),
@@ -105,5 +106,6 @@ def export(cache: Cache, out: Path, fmt: str = "jsonl") -> int:
         text = buf.getvalue()
     else:
         raise KnowledgeEngineError(f"--format: {fmt!r} is not jsonl or csv")
+    refuse_curated(out)
     atomic_write_text(out, text)
     return len(lines)

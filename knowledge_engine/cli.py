@@ -43,6 +43,10 @@ def clean_errors(fn):
         except (KnowledgeEngineError, CorpusError) as e:
             err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
             raise typer.Exit(1) from None
+        except OSError as e:  # a file the command reads or writes: name it, no traceback
+            where = e.filename if e.filename is not None else "file system"
+            err.print(f"[red]error:[/red] {escape(str(where))}: {escape(e.strerror or str(e))}", highlight=False)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted: completed requests are cached; rerun to continue")
             raise typer.Exit(130) from None
@@ -52,7 +56,8 @@ def clean_errors(fn):
 def _gen_options(dataset, classes, backend, base_url, model, api_key, templates, n, seed, temperature,
                  top_p, max_tokens, concurrency, max_retries, backoff_base, backoff_max, timeout,
                  invalid_retries, retry_invalid, structured, out_path, cache, overwrite_edits, progress,
-                 tensor_parallel_size, rpm=None, tpm=None, max_tokens_total=None, dry_run=False):
+                 tensor_parallel_size, rpm=None, tpm=None, max_tokens_total=None, dry_run=False,
+                 headers=(), extra_body=None, check_server=True):
     from knowledge_engine.run import GenerateOptions
 
     if dataset is None and classes is None:
@@ -62,17 +67,43 @@ def _gen_options(dataset, classes, backend, base_url, model, api_key, templates,
         classes=classes,
         backend=BackendConfig(kind=backend, base_url=base_url or None, model=model or None,
                               api_key=api_key or None, timeout=timeout, structured=structured,
-                              tensor_parallel_size=tensor_parallel_size),
+                              tensor_parallel_size=tensor_parallel_size, headers=_headers(headers),
+                              extra_body=_extra_body(extra_body)),
         templates=tuple(t.strip() for t in templates.split(",") if t.strip()),
         sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, n=n),
         run=RunConfig(concurrency=concurrency, max_retries=max_retries, backoff_base=backoff_base,
                       backoff_max=backoff_max, invalid_retries=invalid_retries, retry_invalid=retry_invalid,
-                      progress=progress, rpm=rpm, tpm=tpm, max_tokens_total=max_tokens_total),
+                      progress=progress, rpm=rpm, tpm=tpm, max_tokens_total=max_tokens_total,
+                      check_server=check_server),
         out=out_path,
         cache=cache,
         overwrite_edits=overwrite_edits,
         dry_run=dry_run,
     )
+
+
+def _headers(values) -> dict[str, str]:
+    """`--header 'K: V'` (repeatable) -> {K: V}."""
+    out = {}
+    for v in values or ():
+        name, sep, value = v.partition(":")
+        if not sep or not name.strip() or any(c in name for c in " \t\r\n") or "\n" in value:
+            raise KnowledgeEngineError(f"--header {name.strip()!r}: give NAME:VALUE, e.g. 'X-Org: research'")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _extra_body(text: str | None) -> dict:
+    """`--extra-body '{"stop": ["\\n\\n"]}'`: more fields for every request, a JSON object."""
+    if not text:
+        return {}
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise KnowledgeEngineError(f"--extra-body: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(body, dict):
+        raise KnowledgeEngineError("--extra-body: give a JSON object, e.g. '{\"stop\": [\"}\"]}'")
+    return body
 
 
 # Options shared by `generate` and `diff` (regeneration from the cache needs the same request keys).
@@ -124,6 +155,13 @@ def generate(
     max_tokens_total: int = typer.Option(None, help="Token budget of this run: no call is sent that could "
                                          "exceed it; the rest is left for a later run."),
     dry_run: bool = typer.Option(False, help="Print how many requests would be sent; send nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the end-of-run summary as JSON on stdout."),
+    extra_body: str = typer.Option(None, help="JSON object merged into every request (stop sequences, "
+                                   "vLLM's guided decoding, ...); part of the cache key."),
+    header: list[str] = typer.Option(None, help="Extra HTTP header NAME:VALUE (repeatable; values are "
+                                     "treated as secrets)."),
+    check_server: bool = typer.Option(True, help="Ask the server for its models first (reachable, key "
+                                      "accepted, model served)."),
 ) -> None:
     """Generate (or complete) a corpus: only requests missing from the cache are sent.
 
@@ -134,7 +172,8 @@ def generate(
     opts = _gen_options(dataset, classes, backend, base_url, model, api_key, templates, n, seed, temperature,
                         top_p, max_tokens, concurrency, max_retries, backoff_base, backoff_max, timeout,
                         invalid_retries, retry_invalid, structured, out_path, cache, overwrite_edits,
-                        progress, tensor_parallel_size, rpm, tpm, max_tokens_total, dry_run)
+                        progress, tensor_parallel_size, rpm, tpm, max_tokens_total, dry_run, header,
+                        extra_body, check_server)
     result = generate_corpus(opts, console=err)
     for w in result.cache_warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
@@ -144,11 +183,43 @@ def generate(
     for line in result.negotiation:
         err.print(f"[yellow]structured output:[/yellow] {escape(line)}", highlight=False)
     err.print(summary_table(result.stats))
-    _report(result)
-    if result.stats.failed or result.stats.skipped:
-        raise typer.Exit(1)
+    _report(result, opts.backend.timeout)
+    code = exit_code(result, strict)
+    if as_json:
+        out.print_json(_dump(run_summary(result, code)))
+    if code:
+        raise typer.Exit(code)
+
+
+EXIT_MEANING = {0: "every class has generated text",
+                1: "a request failed, was not sent or the run stopped; or --strict and fallback text (rerun)",
+                EXIT_FALLBACK: "the corpus was written but some classes use fallback text"}
+
+
+def exit_code(result, strict: bool) -> int:
+    s = result.stats
+    if s.failed or s.skipped or s.stopped or s.stop_reason or result.kept_corpus:
+        return 1
     if result.fallback:
-        raise typer.Exit(1 if strict else EXIT_FALLBACK)
+        return 1 if strict else EXIT_FALLBACK
+    return 0
+
+
+def run_summary(result, code: int) -> dict:
+    """`generate --json`: the summary table's numbers, the files written and what the exit code means."""
+    s = result.stats
+    return {
+        "requests": s.requests, "cached": s.cached, "resumed": s.resumed, "calls": s.sent, "retried": s.retried,
+        "invalid_replies": s.invalid, "failed": s.failed, "not_sent_budget": s.skipped, "not_sent_stopped": s.stopped,
+        "stopped": s.stop_reason, "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
+        "wall_s": round(s.wall_s, 3),
+        "latency_s": {"p50": s.latency(0.5), "p90": s.latency(0.9), "max": s.latency(1.0)},
+        "classes": s.classes, "fallback_classes": sorted(result.fallback),
+        "failed_requests": s.failed_requests, "invalid_requests": s.invalid_requests,
+        "corpus": str(result.out), "kept_corpus": str(result.kept_corpus[0]) if result.kept_corpus else None,
+        "cache": str(result.cache), "log": str(result.log) if result.log else None,
+        "exit_code": code, "exit_meaning": EXIT_MEANING[code],
+    }
 
 
 def _print_plan(plan: dict) -> None:
@@ -158,12 +229,20 @@ def _print_plan(plan: dict) -> None:
               highlight=False, markup=False)
 
 
-def _report(result) -> None:
+def _report(result, timeout: float) -> None:
     failed = result.stats.failed_requests
     for line in failed[:MAX_LISTED]:
         err.print(f"[red]failed (not cached, rerun to retry):[/red] {escape(line)}", highlight=False)
     if len(failed) > MAX_LISTED:
         err.print(f"[red]... and {len(failed) - MAX_LISTED} more failed request(s)[/red]", highlight=False)
+    timed_out = sum(": timeout (after" in line for line in failed)
+    if timed_out:
+        err.print(f"[yellow]hint:[/yellow] {timed_out} request(s) timed out after --timeout {timeout:g} s: a slow "
+                  "or busy server needs a longer --timeout", highlight=False)
+    if result.stats.stop_reason:
+        err.print(f"[red]stopped:[/red] {escape(result.stats.stop_reason)}; {result.stats.stopped} request(s) "
+                  "not sent (fix the server, URL, key or model and rerun: done requests are cached)",
+                  highlight=False)
     for line in result.stats.invalid_requests:
         err.print(f"[yellow]no valid reply:[/yellow] {escape(line)}", highlight=False)
     for name, fields in result.fallback.items():
@@ -173,8 +252,12 @@ def _report(result) -> None:
         kept = ", ".join(result.kept_edits)
         err.print(f"kept {len(result.kept_edits)} hand-edited record(s): {kept}", markup=False,
                   highlight=False)
-    err.print(f"wrote {len(result.records)} records to {result.out} (cache {result.cache}); "
-              f"{len(result.fallback)} of {len(result.records)} classes use fallback text",
+    if result.kept_corpus:
+        path, old = result.kept_corpus
+        err.print(f"kept {path}: it has {old} class(es) with fallback text and the new corpus "
+                  f"{len(result.fallback)}; the new one is written beside it", highlight=False, markup=False)
+    err.print(f"wrote {len(result.records)} records to {result.out} (cache {result.cache}, call log "
+              f"{result.log}); {len(result.fallback)} of {len(result.records)} classes use fallback text",
               highlight=False, markup=False)
 
 
@@ -288,6 +371,41 @@ def import_cmd(
 
 def _dump(obj) -> str:
     return json.dumps(obj, ensure_ascii=False)
+
+
+@app.command("log")
+@clean_errors
+def log_cmd(
+    path: Path = typer.Argument(..., help="A cache file (its <cache>.calls.jsonl is read) or a call log."),
+    cls: str = typer.Option(None, "--class", help="Calls whose class name contains this."),
+    errors: bool = typer.Option(False, help="Only calls that failed."),
+    limit: int = typer.Option(20, help="The last N calls (0: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full entries as JSON lines."),
+) -> None:
+    """The per-call log of `generate`: prompt, reply, latency, HTTP status, errors, model, tokens."""
+    from knowledge_engine.call_log import read_log, select
+
+    if limit < 0:
+        raise KnowledgeEngineError(f"--limit: must be an integer of at least 0 (got {limit})")
+    entries = select(read_log(path), cls, errors, limit or None)
+    if as_json:
+        for e in entries:
+            out.print(_dump(e), highlight=False, markup=False, soft_wrap=True)
+        return
+    for e in entries:
+        usage = e.get("usage") or {}
+        head = (f"{e.get('time')}  {e.get('class')!r} [{e.get('template')}] attempt {e.get('attempt')}  "
+                f"HTTP {e.get('status')}  {e.get('latency_s')} s  model {e.get('server_model') or e.get('model')}  "
+                f"tokens {usage.get('prompt_tokens', '-')}/{usage.get('completion_tokens', '-')}")
+        out.print(head, highlight=False, markup=False)
+        prompt = next((m["content"] for m in reversed(e.get("messages") or []) if m.get("role") == "user"), "")
+        out.print(f"  prompt: {' '.join(prompt.split())[:200]}", highlight=False, markup=False)
+        for c in e.get("choices") or []:
+            out.print(f"  reply ({c.get('finish_reason')}): {' '.join(str(c.get('text')).split())[:300]}",
+                      highlight=False, markup=False)
+        if e.get("error"):
+            out.print(f"  error: {e['error']}", highlight=False, markup=False)
+    out.print(f"{len(entries)} call(s)", highlight=False, markup=False)
 
 
 @app.command()

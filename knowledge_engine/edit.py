@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from corpus import CorpusError, load_records, read_records, validate_record, write_records
+from knowledge_engine.assemble import norm_name
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.inspect_corpus import check_records, find_record
 
@@ -82,4 +83,8 @@ def _read_edited(tmp: Path, old: dict, corpus: Path) -> dict:
         raise KnowledgeEngineError(f"{e}; corpus unchanged") from None
     if new["class_id"] != old["class_id"]:
         raise KnowledgeEngineError(f"{where}: class_id cannot change in an edit; corpus unchanged")
+    if norm_name(new["name"]) != norm_name(old["name"]):
+        raise KnowledgeEngineError(  # the name is the key: generate and validate match records by it
+            f"{where}: the class name cannot change in an edit ({old['name']!r} -> {new['name']!r}); "
+            "it must match the class list; corpus unchanged")
     return new

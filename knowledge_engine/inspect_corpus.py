@@ -12,6 +12,7 @@ from corpus import PART_NAMES, CorpusError, content_hash, read_lines, validate_r
 from knowledge_engine.assemble import norm_name
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.issues import identical_part_issues
+from knowledge_engine.text_checks import record_texts, template_examples, text_problems
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Finding:
     level: str  # "error" or "warning"
     where: str
     message: str
+    check: str = "validate"  # the check's name, shown by `lint`
 
     def __str__(self) -> str:
         return f"{self.level}: {self.where}: {self.message}"
@@ -56,7 +58,7 @@ def validate_corpus(path: Path, class_names: list[str] | None = None) -> list[Fi
 def identical_parts(records: list[tuple[str, dict]], path: Path) -> list[Finding]:
     """Warnings for part texts two classes share (NW-UCLA donning/doffing legs): without the class-name
     prefix the recognizer adds, their part targets would contradict each other."""
-    return [Finding("warning", f"{path}: {i.where}", i.message)
+    return [Finding("warning", f"{path}: {i.where}", i.message, "identical-part")
             for i in identical_part_issues([rec for _, rec in records])]
 
 
@@ -72,6 +74,9 @@ def _record_findings(where: str, rec: dict) -> list[Finding]:
              **{f"parts.{p}": rec["parts"][p] for p in PART_NAMES},
              **{f"synonyms.{i}": s for i, s in enumerate(rec["synonyms"])}}
     out += [Finding("error", where, f"field '{k}' is blank") for k, v in texts.items() if not v.strip()]
+    examples = template_examples()
+    out += [Finding(p.level, where, f"{field}: {p.message}", p.check) for field, text in record_texts(rec)
+            for p in text_problems(text, examples, rec["name"])]
     normed = [norm_name(s) for s in rec["synonyms"]]
     dups = sorted({s for s in normed if normed.count(s) > 1})
     if dups:

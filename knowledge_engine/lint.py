@@ -3,9 +3,10 @@
 On top of `validate`'s checks (schema, blanks, duplicate synonyms, synonyms naming another class):
 classes that fell back to generic text, near-duplicate synonyms or descriptions across classes
 (cosine similarity of the configured text encoder's embeddings at or above a threshold), identical
-part texts across classes, copies or near-copies of a template's example, and texts too short or
-too long to describe an action. Errors are things the recognizer should not be trained on;
-warnings are worth a look.
+part texts across classes, the shared text checks of `knowledge_engine.text_checks` (leftover
+template placeholders, stray braces and punctuation, copies or near-copies of a template's example),
+and texts too short or too long to describe an action. Errors are things the recognizer should not
+be trained on; warnings are worth a look.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from knowledge_engine.assemble import norm_name
 from knowledge_engine.inspect_corpus import validate_corpus
 from knowledge_engine.issues import Issue, identical_part_issues
 from knowledge_engine.issues import label as _label
-from knowledge_engine.templates import TEMPLATES_DIR, load_template
 
 # Word counts outside these bounds are flagged (a synonym is a short name; a part text is a phrase).
 LENGTHS = {"synonym": (1, 12), "part": (3, 40), "description": (4, 60)}
@@ -37,14 +37,16 @@ def lint_corpus(path: Path, opts: LintOptions = LintOptions(), class_names: list
     """All issues of a corpus, errors first. A corpus whose records cannot be read gets only
     `validate`'s findings (fix those first). `encoder` embeds texts for the near-duplicate checks
     (default: the recognizer's encoder named by `opts.encoder`; none when that is "none")."""
-    issues = [Issue(f.level, "validate", f.where, f.message) for f in validate_corpus(path, class_names)
-              if "fallback text" not in f.message]  # reported below, per class
+    # validate's findings include the shared text checks (placeholders, braces, punctuation, copies
+    # of the prompts' examples), each under its own check name; fallback text and identical parts are
+    # reported below, per class, once
+    issues = [Issue(f.level, f.check, f.where, f.message) for f in validate_corpus(path, class_names)
+              if "fallback text" not in f.message and f.check != "identical-part"]
     try:
         records = load_records(path)
     except CorpusError:
         return _sorted(issues)
     issues += fallback_issues(records) + identical_part_issues(records) + length_issues(records)
-    issues += example_copy_issues(records, template_examples())
     if opts.encoder != "none":
         issues += similarity_issues(records, opts, encoder or recognizer_encoder(opts.encoder, opts.encoder_path))
     return _sorted(issues)
@@ -70,24 +72,6 @@ def length_issues(records: list[dict]) -> list[Issue]:
                 what = "too short" if words < low else "too long"
                 out.append(Issue("warning", "length", _label(r),
                                  f"{kind} {what} ({words} words, expected {low}-{high}): {text[:80]!r}"))
-    return out
-
-
-def template_examples() -> set[str]:
-    """Example values of the shipped templates (models like to copy them)."""
-    values: set[str] = set()
-    for path in sorted(TEMPLATES_DIR.glob("*.yaml")):
-        values |= {norm_name(v) for v in load_template(str(path)).example_values}
-    return values
-
-
-def example_copy_issues(records: list[dict], examples: set[str]) -> list[Issue]:
-    out = []
-    for r in records:
-        texts = [*r["synonyms"], r["description"], *(r["parts"][p] for p in PART_NAMES)]
-        for text in texts:
-            if norm_name(text) in examples and norm_name(text) != norm_name(r["name"]):
-                out.append(Issue("error", "example-copy", _label(r), f"copies a template's example: {text!r}"))
     return out
 
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
-from corpus import PROMPTS_DIR, refuse_curated, write_records
+from corpus import PROMPTS_DIR, read_records, refuse_curated, write_records
 from knowledge_engine.assemble import assemble, keep_edits
 from knowledge_engine.backends import BackendConfig, make_backend
-from knowledge_engine.backends.base import Backend, Call, Sampling
+from knowledge_engine.backends.base import Backend, Call, Sampling, url_secrets
 from knowledge_engine.cache import Cache, acquire, cache_lock
+from knowledge_engine.call_log import CallLog, log_path
 from knowledge_engine.classes import class_file, load_classes
+from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.generate import Request, RunConfig, Stats, build_requests, estimate_tokens, fetch, missing
+from knowledge_engine.limits import check_generate_options
 from knowledge_engine.templates import DEFAULT_TEMPLATES, load_templates
 
 GENERATED_DIR = PROMPTS_DIR / "generated"
@@ -47,6 +51,8 @@ class GenerateResult:
     cache_warnings: list[str]
     negotiation: list[str] = field(default_factory=list)
     dry_run: dict | None = None  # the plan, for --dry-run
+    log: Path | None = None  # the per-call log
+    kept_corpus: tuple[Path, int] | None = None  # an existing corpus left alone (path, its fallback classes)
 
 
 def model_slug(model: str) -> str:
@@ -77,30 +83,71 @@ def generate_corpus(opts: GenerateOptions, console: Console | None = None,
                     backend: Backend | None = None) -> GenerateResult:
     """Holds the cache lock for the whole run: a concurrent run on the same cache waits, then finds
     every reply cached instead of sending each request a second time."""
+    check_generate_options(opts)
     backend = backend or make_backend(opts.backend)
     classes, requests = plan(opts, backend)
     out, cache_path = default_paths(opts, backend)
+    for path, what in ((cache_path, "--cache"), (out, "--out"), (log_path(cache_path), "call log")):
+        check_writable(path, what)
     lock = cache_lock(cache_path)
     acquire(lock, lambda: console and console.print(f"waiting for another run that holds {lock.lock_file}",
                                                     highlight=False, markup=False))
+    log = None
     try:
         cache = Cache.open(cache_path)
         if opts.dry_run:
             return _dry_run(opts, out, cache, requests, backend)
         _recall_structured(cache, backend)
-        stats = asyncio.run(fetch(requests, backend, cache, opts.run, console))
+        b = opts.backend
+        log = CallLog(log_path(cache_path), [b.api_key, *url_secrets(b.base_url), *b.headers.values()])
+        stats = asyncio.run(fetch(requests, backend, cache, opts.run, console, log))
+        cache.tidy()
         if backend.negotiation:
             cache.set_meta(_structured_key(backend), {"accepted": backend.active_structured,
                                                       "log": list(backend.negotiation)})
         records = assemble(classes, requests, cache, backend.model)
         records, kept = keep_edits(records, out, opts.overwrite_edits)
-        write_records(out, records)
+        written, kept_corpus = no_worse(out, records)
+        write_records(written, records)
     finally:
+        if log is not None:
+            log.close()
         lock.release()
-    fallback = {r["name"]: r["fallback"] for r in records if r.get("fallback") and not r.get("edited")}
+    fallback = fallback_classes(records)
     stats.classes, stats.fell_back = len(records), len(fallback)
-    return GenerateResult(out, cache_path, stats, records, kept, fallback, cache.warnings,
-                          list(backend.negotiation))
+    return GenerateResult(written, cache_path, stats, records, kept, fallback, cache.warnings,
+                          list(backend.negotiation), log=log.path, kept_corpus=kept_corpus)
+
+
+def fallback_classes(records: list[dict]) -> dict[str, list[str]]:
+    """Classes whose record uses fallback text (hand-edited records do not count)."""
+    return {r["name"]: r["fallback"] for r in records if r.get("fallback") and not r.get("edited")}
+
+
+def no_worse(out: Path, records: list[dict]) -> tuple[Path, tuple[Path, int] | None]:
+    """Where to write the new corpus: `out`, unless an existing corpus there has fewer fallback classes
+    (a dead server must not replace a good corpus with generic text); then beside it, `<out>.new.jsonl`."""
+    if not out.is_file():
+        return out, None
+    old = len(fallback_classes(read_records(out)))
+    if len(fallback_classes(records)) <= old:
+        return out, None
+    beside = out.with_name(out.stem + ".new.jsonl")
+    check_writable(beside, "corpus")
+    return beside, (out, old)
+
+
+def check_writable(path: Path, what: str) -> None:
+    """A file this run may write, or one line naming it (before a reply is received, not after)."""
+    if path.is_dir():
+        raise KnowledgeEngineError(f"{what} {path}: is a folder; give a file name")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise KnowledgeEngineError(f"{what} {path}: cannot create the folder {folder} ({e.strerror})") from None
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise KnowledgeEngineError(f"{what} {path}: not writable (a read-only file or folder)")
 
 
 def _structured_key(backend: Backend) -> str:
@@ -132,6 +179,7 @@ def _first_call(req: Request) -> Call:
 
 def regenerate_in_memory(opts: GenerateOptions) -> list[dict]:
     """What `generate` would write from the cache alone (nothing is sent), for `diff`."""
+    check_generate_options(opts)
     backend = make_backend(opts.backend)
     classes, requests = plan(opts, backend)
     _, cache_path = default_paths(opts, backend)

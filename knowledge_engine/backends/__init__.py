@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import urllib.parse
+from dataclasses import dataclass, field
 
-from knowledge_engine.backends.base import Backend
+from knowledge_engine.backends.base import Backend, safe_url
 from knowledge_engine.errors import KnowledgeEngineError
 
 KINDS = ("auto", "openai", "vllm", "llama", "llama-server")
@@ -21,9 +22,25 @@ class BackendConfig:
     timeout: float = 120.0
     structured: str | None = None  # json_schema | json_object | none; None = the backend's default
     tensor_parallel_size: int = 1
+    headers: dict[str, str] = field(default_factory=dict)  # --header K:V (values are secrets too)
+    extra_body: dict = field(default_factory=dict)  # --extra-body JSON: more request fields
 
     def __repr__(self) -> str:  # keep the key out of any accidental repr in logs
-        return f"BackendConfig(kind={self.kind!r}, base_url={self.base_url!r}, model={self.model!r})"
+        return f"BackendConfig(kind={self.kind!r}, base_url={safe_url(self.base_url)!r}, model={self.model!r})"
+
+
+def check_base_url(url: str | None) -> None:
+    """An http(s) URL with a host, or one line saying what is wrong (before anything is sent)."""
+    if not url:
+        return
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as e:
+        raise KnowledgeEngineError(f"--base-url {safe_url(url)!r}: not a valid URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise KnowledgeEngineError(f"--base-url {safe_url(url)!r}: not an http:// or https:// URL with a host "
+                                   "(e.g. http://127.0.0.1:8000/v1)")
 
 
 def resolve_kind(cfg: BackendConfig) -> str:
@@ -45,12 +62,15 @@ def make_backend(cfg: BackendConfig) -> Backend:
             raise KnowledgeEngineError("openai backend: set --base-url (or OPENAI_BASE_URL) or an API key")
         if not cfg.model:
             raise KnowledgeEngineError("openai backend: set --model (or LLM_MODEL)")
+        check_base_url(cfg.base_url)
         return OpenAICompatBackend(
             base_url=cfg.base_url,
             model=cfg.model,
             api_key=cfg.api_key,
             timeout=cfg.timeout,
             structured=cfg.structured or "json_schema",
+            headers=cfg.headers,
+            extra_body=cfg.extra_body,
         )
     if kind == "vllm":
         from knowledge_engine.backends.vllm_batch import VLLMBatchBackend

@@ -8,6 +8,7 @@ concurrency bound live in one place (`generate.py`) and behave the same for ever
 from __future__ import annotations
 
 import abc
+import urllib.parse
 from dataclasses import dataclass, field
 
 from knowledge_engine.errors import KnowledgeEngineError
@@ -42,18 +43,27 @@ class Completion:
     choices: list[Choice]
     usage: dict[str, int] = field(default_factory=dict)
     pause_s: float | None = None  # the server's rate-limit headers ask to hold off new calls this long
+    status: int | None = None  # HTTP status of the reply (None: no HTTP)
+    server_model: str | None = None  # the model id the server says answered
 
 
 class TransientError(Exception):
     """Worth retrying after a pause (429, 5xx, timeout, connection error)."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None,
+                 kind: str = "other") -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.status = status
+        self.kind = kind  # connect (the server cannot be reached at all) | timeout | http | other
 
 
 class FatalBackendError(KnowledgeEngineError):
     """Retrying cannot help (bad request, authentication, missing model)."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class Backend(abc.ABC):
@@ -68,6 +78,7 @@ class Backend(abc.ABC):
     # cache key) after a server rejected it. `negotiation` says what was rejected and why.
     negotiation: list[str] | tuple[str, ...] = ()
     endpoint: str = ""  # identifies the server for the negotiation record in the cache
+    shown_url: str = "the backend"  # how messages name the server (no credentials)
 
     @property
     def active_structured(self) -> str:
@@ -81,6 +92,10 @@ class Backend(abc.ABC):
     async def complete(self, call: Call) -> Completion:
         """Send one chat call. Raise TransientError or FatalBackendError on failure."""
 
+    async def check(self) -> None:  # noqa: B027 - optional hook
+        """Before the first request: raise TransientError or FatalBackendError if this backend cannot
+        work (an HTTP server that is not there, rejects the key or does not serve the model)."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections, processes or models."""
 
@@ -91,3 +106,33 @@ def redact(text: str, secrets: list[str | None]) -> str:
         if s:
             text = text.replace(s, "***")
     return text
+
+
+def safe_url(url: str | None) -> str | None:
+    """A URL fit to print or store: no user name or password (`http://user:sk-...@host/v1` ->
+    `http://host/v1`) and no query values (`?api-key=...`). A URL without them comes back unchanged,
+    so cache keys and meta rows made from it stay the same."""
+    if not url:
+        return url
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = "&".join(f"{k}=***" for k, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The credentials a URL carries (its password, user name, query values), to redact from messages."""
+    if not url:
+        return []
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [parts.password, parts.username]
+    found += [v for _, v in urllib.parse.parse_qsl(parts.query) if v]
+    return [s for s in found if s]

@@ -48,6 +48,7 @@ class LlamaCppBackend(Backend):
 
     kind = "llama"
     max_concurrency = 1
+    shown_url = "the embedded llama.cpp model"
 
     def __init__(self, model_path: str | None = None, structured: str = "json_object",
                  n_ctx: int = 2048, n_threads: int | None = None) -> None:
@@ -151,6 +152,9 @@ class LlamaServerBackend(OpenAICompatBackend):
         self._starting: asyncio.Lock | None = None
         super().__init__(base_url=f"http://127.0.0.1:{self._port}/v1", model=self._path.name, timeout=timeout,
                          structured=structured)
+
+    async def check(self) -> None:
+        """Nothing to check: this backend starts its own server on the first call."""
 
     async def complete(self, call: Call) -> Completion:
         if self._proc is None:

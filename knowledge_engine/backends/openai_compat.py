@@ -17,6 +17,7 @@ import email.utils
 import json
 import re
 import time
+from pathlib import PurePosixPath
 
 import openai
 
@@ -28,6 +29,8 @@ from knowledge_engine.backends.base import (
     FatalBackendError,
     TransientError,
     redact,
+    safe_url,
+    url_secrets,
 )
 
 STRUCTURED_MODES = ("json_schema", "json_object", "none")
@@ -47,6 +50,8 @@ class OpenAICompatBackend(Backend):
         api_key: str | None = None,
         timeout: float = 120.0,
         structured: str = "json_schema",
+        headers: dict[str, str] | None = None,
+        extra_body: dict | None = None,
     ) -> None:
         if structured not in STRUCTURED_MODES:
             raise FatalBackendError(f"--structured: {structured!r} is not one of {STRUCTURED_MODES}")
@@ -55,20 +60,46 @@ class OpenAICompatBackend(Backend):
         self.active_structured = structured
         self.negotiation = []
         self.base_url = base_url
-        self._secret = api_key
+        self.shown_url = safe_url(base_url) or "https://api.openai.com/v1"
+        self.extra_body = dict(extra_body or {})
+        # the key, credentials in the URL and custom header values never reach a message or a file
+        self._secrets = [api_key, *url_secrets(base_url), *(headers or {}).values()]
         self._client = openai.AsyncOpenAI(
             base_url=base_url,
             api_key=api_key or _PLACEHOLDER_KEY,
             timeout=timeout,
             max_retries=0,
+            default_headers=headers or None,
         )
 
     def __repr__(self) -> str:
-        return f"OpenAICompatBackend(base_url={self.base_url!r}, model={self.model!r})"
+        return f"OpenAICompatBackend(base_url={self.shown_url!r}, model={self.model!r})"
 
     @property
     def endpoint(self) -> str:
-        return f"{self.base_url or 'api.openai.com'} {self.model}"
+        return f"{safe_url(self.base_url) or 'api.openai.com'} {self.model}"
+
+    async def check(self) -> None:
+        """GET /models: the server is there, takes the key and serves the model (one request, before any
+        chat call, so a wrong URL, key or model costs one line instead of a failure per class)."""
+        try:
+            page = await self._client.models.list()
+        except openai.APIStatusError as e:
+            status, detail = e.status_code, self._detail(e)
+            if status == 404:
+                raise FatalBackendError(f"{self.shown_url}/models: HTTP 404 ({detail}): no OpenAI-compatible "
+                                        "API at this URL (it usually ends in /v1)", 404) from None
+            if status in (401, 403):
+                raise FatalBackendError(f"{self.shown_url}: HTTP {status}: the server rejects the API key "
+                                        f"(--api-key / OPENAI_API_KEY): {detail}", status) from None
+            raise self._classify(e) from None
+        except Exception as e:
+            raise self._classify(e) from None
+        ids = [str(getattr(m, "id", "")) for m in (page.data or [])]
+        if ids and not any(self.model in (i, PurePosixPath(i).name, i.removesuffix(":latest")) for i in ids):
+            listed = ", ".join(repr(i) for i in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            raise FatalBackendError(f"{self.shown_url}: the server does not serve model {self.model!r} (it "
+                                    f"serves {listed}); set --model, or --no-check-server to send anyway", 404)
 
     async def complete(self, call: Call) -> Completion:
         while True:
@@ -85,6 +116,7 @@ class OpenAICompatBackend(Backend):
                 raise self._classify(e) from None
             completion = _to_completion(resp)
             completion.pause_s = rate_limit_pause(raw.headers)
+            completion.status = raw.status_code
             return completion
 
     def _kwargs(self, call: Call, mode: str) -> dict:
@@ -94,13 +126,15 @@ class OpenAICompatBackend(Backend):
         fmt = response_format(mode, call.schema)
         if fmt is not None:
             kwargs["response_format"] = fmt
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body  # --extra-body: stop sequences, guided decoding, ...
         return kwargs
 
     def _downgrade(self, mode: str, error: str) -> None:
         """Step down one structured-output mode, once per server (concurrent calls see the same error)."""
         if self.active_structured == mode:
             self.active_structured = NEXT_MODE[mode]
-            self.negotiation.append(f"{self.base_url} rejected response_format {mode!r} ({error}); "
+            self.negotiation.append(f"{self.shown_url} rejected response_format {mode!r} ({error}); "
                                     f"now using {self.active_structured!r}")
 
     def _detail(self, e: openai.APIStatusError) -> str:
@@ -112,12 +146,15 @@ class OpenAICompatBackend(Backend):
             text = body
         else:
             text = e.response.text if e.response is not None else str(e)
-        return redact(" ".join(str(text).split()), [self._secret])[:300]
+        return redact(" ".join(str(text).split()), self._secrets)[:300]
 
     def _classify(self, e: Exception) -> Exception:
         if isinstance(e, openai.APITimeoutError):
-            return TransientError("timeout")
+            return TransientError("timeout", kind="timeout")
         if isinstance(e, openai.APIConnectionError):
+            # httpx's (httpx2's in openai 3) ConnectError: refused, no such host: nobody answers
+            if any(c.__name__ == "ConnectError" for c in type(e.__cause__).__mro__):
+                return TransientError(f"connection error ({_reason(e.__cause__)})", kind="connect")
             return TransientError("connection error")
         if isinstance(e, openai.APIStatusError):
             status, detail = e.status_code, self._detail(e)
@@ -125,16 +162,32 @@ class OpenAICompatBackend(Backend):
                 wait = retry_after(e.response.headers)
                 if wait is None:
                     wait = rate_limit_pause(e.response.headers, force=True)
-                return TransientError(f"HTTP 429: {detail}", retry_after=wait)
+                return TransientError(f"HTTP 429: {detail}", retry_after=wait, status=429, kind="http")
             if status >= 500 or status in (408, 409):
-                return TransientError(f"HTTP {status}: {detail}")
-            return FatalBackendError(f"{self.base_url}: HTTP {status} for model {self.model!r}: {detail}")
+                return TransientError(f"HTTP {status}: {detail}", status=status, kind="http")
+            return FatalBackendError(f"HTTP {status} for model {self.model!r}: {detail}", status)
         if isinstance(e, openai.APIResponseValidationError | ValueError):
             return TransientError(f"malformed response ({type(e).__name__})")
         return TransientError(f"{type(e).__name__}")
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _reason(e: Exception) -> str:
+    """A connection error's reason without the address (the URL is named once, by the caller)."""
+    chain, seen = [], set()
+    while e is not None and id(e) not in seen:  # the OS error is a few causes down (httpcore, anyio)
+        seen.add(id(e))
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(isinstance(x, ConnectionRefusedError) for x in chain):
+        return "connection refused"
+    text = " ".join(str(chain[-1]).split()) or type(chain[-1]).__name__
+    low = text.lower()
+    if "name or service not known" in low or "nodename nor servname" in low or "name resolution" in low:
+        return "unknown host"
+    return text[:120]
 
 
 def response_format(mode: str, schema: dict | None) -> dict | None:
@@ -199,4 +252,4 @@ def _to_completion(resp) -> Completion:
     if resp.usage is not None:
         usage = {"prompt_tokens": resp.usage.prompt_tokens or 0,
                  "completion_tokens": resp.usage.completion_tokens or 0}
-    return Completion(choices=choices, usage=usage)
+    return Completion(choices=choices, usage=usage, server_model=getattr(resp, "model", None))

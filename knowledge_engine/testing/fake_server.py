@@ -2,7 +2,10 @@
 
 Used by the tests and by `bench/prompts_bench.py`: it answers `/v1/chat/completions` with
 deterministic replies (a function of class name, template, seed and choice index), records every
-request, and measures the highest number of requests it had in flight at once.
+request, and measures the highest number of requests it had in flight at once. `one_choice` makes
+it answer like llama.cpp's server (one choice per call whatever `n` asks); `api_key` makes it
+refuse other keys with HTTP 401 (as vLLM's `--api-key` does); `status` answers every request
+with that HTTP status (a wrong URL: 404, a forbidden account: 403).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULT_KINDS = ("429", "500", "400", "slow", "malformed", "length", "bad_body", "prose")
+FAULT_KINDS = ("429", "500", "400", "slow", "malformed", "length", "bad_body", "prose", "field")
 # What llama-cpp-python's server (0.3.x) sends back for a `response_format` type it does not know:
 # its route handler turns FastAPI's validation error into an OpenAI-style error with status 500.
 LLAMA_CPP_FORMATS = ("text", "json_object")
@@ -45,6 +48,8 @@ class Fault:
     retry_after: float | None = None
     delay: float = 0.0
     template: str | None = None  # only requests of this template kind (synonyms, parts, combined)
+    field: str | None = None  # kind "field": this reply field ...
+    text: str | None = None  # ... gets this text (e.g. "The knees bend,.")
 
 
 @dataclass
@@ -57,6 +62,8 @@ class Seen:
     authorization: str | None
     time: float = field(default_factory=time.monotonic)
     response_format: str | None = None  # the request's response_format type
+    body: dict = field(default_factory=dict)  # the request's JSON body
+    headers: dict = field(default_factory=dict)
 
 
 def template_kind(text: str) -> str:
@@ -81,12 +88,17 @@ def reply_content(class_name: str, template: str, seed: int, index: int) -> dict
 class FakeLLMServer:
     def __init__(self, latency: float = 0.0, ignore_n: bool = False, faults: list[Fault] | None = None,
                  model: str = "fake-model", formats: tuple[str, ...] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, one_choice: bool = False,
+                 api_key: str | None = None, status: int | None = None) -> None:
         self.latency = latency
+        self.api_key = api_key  # None: any key is accepted
+        self.status = status  # every request (models included) is answered with this HTTP status
         # response_format types accepted (None: all); others get llama.cpp's HTTP 500 (LLAMA_CPP_FORMATS)
         self.formats = formats
         self.headers = dict(headers or {})  # sent with every successful reply (rate-limit headers)
-        self.ignore_n = ignore_n
+        self.ignore_n = ignore_n or one_choice  # one choice per call, like llama.cpp's server
+        self.models_seen = 0  # GET /v1/models requests
+        self.answered = 0  # chat calls whose reply was sent in full
         self.faults = list(faults or [])
         self.model = model
         self.seen: list[Seen] = []
@@ -162,8 +174,27 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep test output quiet
         pass
 
+    def _refused(self) -> bool:
+        """Answer with the configured HTTP status or a 401 for a wrong key; True when answered."""
+        state = self.server_state
+        if state.status is not None:
+            self._send(state.status, {"error": {"message": f"scripted HTTP {state.status}", "type": "error"}})
+            return True
+        if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
+            self._send(401, {"error": {"message": "Unauthorized", "type": "invalid_api_key"}})
+            return True
+        return False
+
     def do_GET(self) -> None:
-        self._send(200, {"object": "list", "data": [{"id": self.server_state.model, "object": "model"}]})
+        state = self.server_state
+        with state._lock:
+            state.models_seen += 1
+        if self._refused():
+            return
+        if not self.path.rstrip("/").endswith("/models"):
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        self._send(200, {"object": "list", "data": [{"id": state.model, "object": "model"}]})
 
     def do_POST(self) -> None:
         state = self.server_state
@@ -186,7 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(body.get("n") or 1)
         fmt = (body.get("response_format") or {}).get("type")
         state.record(Seen(name, template, n, body.get("seed"), fault.kind if fault else None,
-                          self.headers.get("Authorization"), response_format=fmt))
+                          self.headers.get("Authorization"), response_format=fmt, body=body,
+                          headers=dict(self.headers.items())))
+        if self._refused():
+            return
         if state.latency:
             time.sleep(state.latency)
         if fmt is not None and state.formats is not None and fmt not in state.formats:
@@ -200,11 +234,15 @@ class _Handler(BaseHTTPRequestHandler):
         finish = "stop"
         if fault is not None and fault.kind == "malformed":
             contents = ["Sure! Here is the JSON: {synonyms: [oops"] * count
+        if fault is not None and fault.kind == "field":
+            contents = [json.dumps({**json.loads(c), fault.field: fault.text}) for c in contents]
         if fault is not None and fault.kind == "length":
             contents, finish = [c[: len(c) // 2] for c in contents], "length"
         if fmt is None or (fault is not None and fault.kind == "prose"):  # no JSON mode: chatty answers
             contents = [f"Sure! Here is the JSON you asked for:\n```json\n{c}\n```\nHope it helps." for c in contents]
         self._send(200, _completion(state.model, contents, finish, user), state.headers)
+        with state._lock:
+            state.answered += 1
 
     def _fault(self, fault: Fault) -> bool:
         """Answer with the fault; True when the reply has been sent."""
