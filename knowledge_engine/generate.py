@@ -395,7 +395,7 @@ def check_reply(reply: dict, req: Request) -> None:
     examples = template_examples() | {canon(v) for v in req.template.example_values}
     for where, text in reply_texts(reply):
         shown = norm_name(text) if where.startswith("synonyms") else norm_sentence(text)
-        errors = [p for p in text_problems(shown, examples, req.class_name) if p.level == "error"]
+        errors = [p for p in text_problems(shown, examples, req.class_name, near=False) if p.level == "error"]
         if errors:
             raise InvalidReply(f"content: {where}: {errors[0].message}")
 

@@ -38,11 +38,12 @@ def canon(text: str) -> str:
     return " ".join(text.replace("_", " ").lower().split()).strip(" \"'`.,;:!?…")
 
 
-def text_problems(text: str, examples: frozenset[str] = frozenset(),
-                  class_name: str | None = None) -> list[TextProblem]:
+def text_problems(text: str, examples: frozenset[str] = frozenset(), class_name: str | None = None,
+                  near: bool = True) -> list[TextProblem]:
     """What is wrong with one field's text (empty: nothing). `examples` are the canonical example
     values of the prompts; a copy or near-copy of one is a problem unless the class is itself what
-    the example describes (every content word of the example is in the class name)."""
+    the example describes (every content word of the example is in the class name). `near=False`
+    skips the near-copy comparison (a warning; `generate` only acts on errors)."""
     out = []
     placeholder = _PLACEHOLDER.search(text)
     if placeholder:
@@ -52,7 +53,7 @@ def text_problems(text: str, examples: frozenset[str] = frozenset(),
     punct = _STRAY_PUNCT.search(text.strip())
     if punct:
         out.append(TextProblem("punctuation", f"stray punctuation {punct.group(0).strip()!r}: {text!r}"))
-    copied = copied_example(text, examples, class_name)
+    copied = copied_example(text, examples, class_name, near)
     if copied is not None:
         if canon(text) == copied:
             out.append(TextProblem("example-copy", f"copies the prompt's example {copied!r}: {text!r}"))
@@ -62,7 +63,8 @@ def text_problems(text: str, examples: frozenset[str] = frozenset(),
     return out
 
 
-def copied_example(text: str, examples: frozenset[str], class_name: str | None = None) -> str | None:
+def copied_example(text: str, examples: frozenset[str], class_name: str | None = None,
+                   near: bool = True) -> str | None:
     """The example `text` copies or nearly copies, or None."""
     c = canon(text)
     if not c or (class_name is not None and c == canon(class_name)):
@@ -71,8 +73,12 @@ def copied_example(text: str, examples: frozenset[str], class_name: str | None =
     for ex in sorted(examples):
         if own and _stems(ex) <= own:
             continue  # the class is what the example describes ("waving a hand" for "hand waving")
-        if c == ex or (len(c) >= 8 and difflib.SequenceMatcher(None, c, ex).ratio() >= NEAR_COPY):
+        if c == ex:
             return ex
+        if near and len(c) >= 8:
+            m = difflib.SequenceMatcher(None, c, ex)
+            if m.real_quick_ratio() >= NEAR_COPY and m.quick_ratio() >= NEAR_COPY and m.ratio() >= NEAR_COPY:
+                return ex
     return None
 
 

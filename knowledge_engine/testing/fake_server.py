@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class FakeLLMServer:
         self.inflight = 0
         self.max_inflight = 0
         self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []  # open client connections, for kill()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -120,6 +122,18 @@ class FakeLLMServer:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+
+    def kill(self) -> None:
+        """Die like a killed server: stop listening and cut every open connection (`stop` alone
+        leaves kept-alive connections served by their threads)."""
+        self.stop()
+        with self._lock:
+            conns, self._conns = list(self._conns), []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> FakeLLMServer:
         return self.start()
@@ -173,6 +187,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:  # keep test output quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server_state._lock:
+            self.server_state._conns.append(self.connection)
 
     def _refused(self) -> bool:
         """Answer with the configured HTTP status or a 401 for a wrong key; True when answered."""
