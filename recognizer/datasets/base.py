@@ -226,15 +226,20 @@ CENTRINGS = ("none", "first-frame")  # data.options.centre / meta.json "centre"
 
 
 def centre_clip(x: np.ndarray, joint: int, length: int | None = None, channels: int | None = None) -> np.ndarray:
-    """Subtract person 0's `joint` in the first frame from every non-empty frame of every person.
+    """Subtract person 0's `joint` in its first non-empty frame from every non-empty frame of every person.
 
-    What the NTU and NW-UCLA loaders do (CTR-GCN's seq_transformation): x (C, T, V, M); padding and
-    empty persons stay zero; only the first `channels` channels (coordinates, not a score) move.
+    What the NTU and NW-UCLA loaders do (CTR-GCN's seq_transformation, which also skips the leading
+    frames where actor 1 is absent): x (C, T, V, M); padding and empty persons stay zero; only the
+    first `channels` channels (coordinates, not a score) move. A clip whose first frames are empty
+    (a tracker that found the body late) is centred on the first frame that holds person 0.
     """
     c = x.shape[0] if channels is None else min(channels, x.shape[0])
     t = x.shape[1] if length is None else int(length)
     out = np.array(x, dtype=np.float32)
     present = np.any(out[:, :t] != 0, axis=(0, 2))  # (t, M)
-    origin = out[:c, 0, joint, 0]
+    first = np.flatnonzero(present[:, 0]) if present.size else np.zeros(0, dtype=int)
+    if not len(first):  # person 0 never appears: nothing to centre on
+        return out
+    origin = out[:c, first[0], joint, 0]
     out[:c, :t] -= origin[:, None, None, None] * present[None, :, None, :]
     return out

@@ -128,6 +128,15 @@ def geometry_warnings(data: np.ndarray, lengths: np.ndarray, layout: Layout, cen
     if far.any():
         worst = int(idx[np.nanargmax(np.where(far, ratio, np.nan))])
         out.append(f"{int(far.sum())} of {len(idx)} clips examined sit far from the origin (up to "
-                   f"{np.nanmax(ratio):.1f} body sizes away, clip {worst}): centre them (meta.json "
-                   "\"centre\": \"first-frame\")")
+                   f"{np.nanmax(ratio):.1f} body sizes away, clip {worst}): {centring_advice(layout, centre)}")
     return out
+
+
+def centring_advice(layout: Layout, centred: bool) -> str:
+    """What to do about clips far from the origin; never advises a centring that is already on."""
+    if not centred:
+        return "centre them (meta.json \"centre\": \"first-frame\")"
+    joint = layout.joint_names[layout.center] if layout.joint_names else f"joint {layout.center}"
+    return (f"they are centred already (\"centre\": \"first-frame\" subtracts the layout's centre joint, "
+            f"{layout.center} '{joint}', in each clip's first non-empty frame), so that joint does not follow "
+            "the body: is it tracked in these clips, and is the layout's \"center\" the right joint?")

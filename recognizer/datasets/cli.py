@@ -449,6 +449,10 @@ def import_text_command(
     classes: Path = typer.Option(None, help="file with one class name per line (default: the folder names, sorted)"),
     centre: str = typer.Option("first-frame", help="first-frame (as the built-in datasets) | none"),
     corpus: str = typer.Option(None, help="prompt corpus for these classes (written to meta.json)"),
+    name: str = typer.Option(None, help="dataset name in meta.json, run logs and `pcle runs` (default: SRC's "
+                                        "folder name)"),
+    drop_zero_frames: bool = typer.Option(False, help="remove frames whose numbers are all zero (a lost body)"),
+    skip_zero_clips: bool = typer.Option(False, help="leave out clips that hold only zeros (listed when done)"),
 ) -> None:
     """Convert plain-text skeleton files (one frame or one joint per line) into the native format."""
     from recognizer.datasets.base import CENTRINGS
@@ -463,7 +467,15 @@ def import_text_command(
             if not classes.is_file():
                 raise DatasetError(f"{classes}: class list not found")
             names = [n.strip() for n in classes.read_text(encoding="utf-8").splitlines() if n.strip()]
-        path = import_text(src, out, lay, per_line, per_joint, channels, skip, pattern, names, centre, corpus)
-        console.print(f"wrote {path}; check it with `pcle data check {path}`")
+        r = import_text(src, out, lay, per_line, per_joint, channels, skip, pattern, names, centre, corpus, name,
+                        drop_zero_frames, skip_zero_clips)
+        if drop_zero_frames:
+            console.print(f"dropped {r.dropped_frames} all-zero frames from {r.clips_with_dropped} clips",
+                          highlight=False)
+        if r.skipped:
+            shown = ", ".join(r.skipped[:5]) + (", ..." if len(r.skipped) > 5 else "")
+            console.print(f"skipped {len(r.skipped)} all-zero clips: {shown}", highlight=False)
+        console.print(f"wrote {r.clips} clips to {r.path}; check it with `pcle data check {r.path}`",
+                      highlight=False)
     except DatasetError as e:
         _fail(e)

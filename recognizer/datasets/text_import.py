@@ -10,11 +10,18 @@ lines starting with '#' are ignored, and `skip` header lines are dropped. Two ar
 
 K (`per_joint`) is the numbers each joint has in the file; the first `channels` of them are kept
 (e.g. MSR-Action3D's "x y z confidence": per_joint 4, channels 3). Joint order is the layout's.
+
+Cleaning (both off by default, so an import keeps every frame it reads): `drop_zero_frames` removes
+the frames whose kept numbers are all zero (a tracker that lost the body writes such frames; inside
+a clip they would be trained on as a body collapsed onto the origin, docs/datasets.md), and
+`skip_zero_clips` leaves out clips with no non-zero number at all (instead of writing a clip that
+`pcle data check` reports as an error). What was dropped is listed in meta.json's "source".
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +78,41 @@ def read_text_clip(path: str | Path, num_joints: int, per_line: str = "frame", p
     return x.astype(np.float32)
 
 
+def zero_frames(clip: np.ndarray) -> np.ndarray:
+    """(T,) True where every number of the frame is zero. clip: (T, V, C)."""
+    return ~np.any(clip != 0, axis=(1, 2))
+
+
+@dataclass
+class ImportReport:
+    """What `import_text` wrote and what its cleaning options removed."""
+
+    path: Path
+    clips: int = 0  # clips written, all splits
+    dropped_frames: int = 0  # all-zero frames removed (drop_zero_frames)
+    clips_with_dropped: int = 0  # clips that lost at least one frame
+    skipped: list[str] = field(default_factory=list)  # "split/class/clip" of all-zero clips left out
+
+
+def _clean(clip: np.ndarray, where: Path, drop_zero_frames: bool, skip_zero_clips: bool,
+           report: ImportReport, name: str) -> np.ndarray | None:
+    """The clip as it is to be written (None: skip it), counting what was removed."""
+    empty = zero_frames(clip)
+    if empty.all():
+        if skip_zero_clips:
+            report.skipped.append(name)
+            return None
+        if drop_zero_frames:
+            raise DatasetError(f"{where}: every frame is all zeros, nothing is left after --drop-zero-frames "
+                               "(add --skip-zero-clips to leave such clips out)")
+        return clip
+    if drop_zero_frames and empty.any():
+        report.dropped_frames += int(empty.sum())
+        report.clips_with_dropped += 1
+        return clip[~empty]
+    return clip
+
+
 def _stack(clips: list[np.ndarray], labels: list[int], names: list[str], channels: int, v: int) -> Split:
     t_max = max((len(c) for c in clips), default=1)
     data = np.zeros((len(clips), channels, t_max, v, 1), dtype=np.float32)  # (N, C, T, V, M)
@@ -81,8 +123,13 @@ def _stack(clips: list[np.ndarray], labels: list[int], names: list[str], channel
 
 def import_text(src: str | Path, out: str | Path, layout: Layout, per_line: str = "frame", per_joint: int = 3,
                 channels: int | None = None, skip: int = 0, pattern: str = "*.txt", classes: list[str] | None = None,
-                centre: str = "first-frame", corpus: str | None = None, name: str | None = None) -> Path:
-    """Convert SRC/<split>/<class>/<clip> text files into a native folder (coordinates as given, centred at load)."""
+                centre: str = "first-frame", corpus: str | None = None, name: str | None = None,
+                drop_zero_frames: bool = False, skip_zero_clips: bool = False) -> ImportReport:
+    """Convert SRC/<split>/<class>/<clip> text files into a native folder (coordinates as given, centred at load).
+
+    `name` is the dataset's name in meta.json (default: SRC's folder name), which runs show in their
+    logs, metrics.json and `pcle runs`.
+    """
     src = Path(src)
     if not src.is_dir():
         raise DatasetError(f"{src}: not a folder (expected SRC/<split>/<class>/{pattern})")
@@ -99,12 +146,26 @@ def import_text(src: str | Path, out: str | Path, layout: Layout, per_line: str 
     if unknown:
         raise DatasetError(f"{src}: class folders {unknown} are not in the class list")
     c = per_joint if channels is None else channels
+    report = ImportReport(Path(out))
     splits = {}
     for split, fs in files.items():
-        clips = [read_text_clip(f, layout.num_joints, per_line, per_joint, c, skip) for f in fs]
-        splits[split] = _stack(clips, [class_names.index(f.parent.name) for f in fs],
-                               [f"{f.parent.name}/{f.stem}" for f in fs], c, layout.num_joints)
-    meta = make_meta(name or src.name, class_names, layout, list(splits), corpus=corpus,
-                     source={"importer": "text", "from": str(src), "per_line": per_line, "per_joint": per_joint},
+        kept, clips = [], []
+        for f in fs:
+            clip = _clean(read_text_clip(f, layout.num_joints, per_line, per_joint, c, skip), f, drop_zero_frames,
+                          skip_zero_clips, report, f"{split}/{f.parent.name}/{f.stem}")
+            if clip is not None:
+                kept.append(f)
+                clips.append(clip)
+        if not clips:
+            raise DatasetError(f"{src / split}: every clip is all zeros; nothing to write")
+        splits[split] = _stack(clips, [class_names.index(f.parent.name) for f in kept],
+                               [f"{f.parent.name}/{f.stem}" for f in kept], c, layout.num_joints)
+        report.clips += len(clips)
+    source = {"importer": "text", "from": str(src), "per_line": per_line, "per_joint": per_joint}
+    if drop_zero_frames or skip_zero_clips:
+        source["cleaning"] = {"drop_zero_frames": drop_zero_frames, "skip_zero_clips": skip_zero_clips,
+                              "dropped_frames": report.dropped_frames, "skipped_clips": report.skipped}
+    meta = make_meta(name or src.name, class_names, layout, list(splits), corpus=corpus, source=source,
                      centre=centre)
-    return write_native(out, meta, splits)
+    report.path = write_native(out, meta, splits)
+    return report

@@ -161,3 +161,101 @@ def test_show_layout_pictures(tmp_path):
     assert res.exit_code == 0 and (tmp_path / "d.png").is_file()
     res = runner.invoke(app, ["data", "show-layout", "msr20"])
     assert res.exit_code == 2 and "msr20" in flat(res) and "ntu25" in flat(res)
+
+
+def _write_clip(path, frames: np.ndarray) -> None:
+    """(T, V, 3) -> one frame per line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(" ".join(f"{v:.4f}" for v in f.ravel()) for f in frames) + "\n")
+
+
+def test_import_text_drops_zero_frames_skips_zero_clips_and_names_the_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    pose = REST_POSES["ucla20"]  # (V, 2): a standing body
+    body = lambda t: np.concatenate([pose, np.zeros((20, 1))], 1)[None] + rng.normal(0, 0.02, (t, 20, 3))  # noqa: E731
+    src = tmp_path / "src"
+    for split, n in (("train", 6), ("test", 3)):
+        for i in range(n):
+            x = body(12)
+            x[[0, 1, 2, 6]] = 0  # a body found late and lost once
+            _write_clip(src / split / CLASSES[i % 3] / f"c{i}.txt", x)
+    _write_clip(src / "train" / CLASSES[0] / "zero.txt", np.zeros((5, 20, 3)))
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "import-text", str(src), "--out", str(tmp_path / "raw"), "--layout", "ucla20",
+                              "--corpus", str(CURATED["ntu120"])])
+    assert res.exit_code == 0, res.output  # default: every frame kept, the zero clip written (check reports it)
+    res = runner.invoke(app, ["data", "check", str(tmp_path / "raw")])
+    assert res.exit_code == 1 and "1 clips are all zeros: 'hand waving/zero'" in flat(res)
+    assert "29 all-zero frames inside" in flat(res) and "12 all-zero frames inside" in flat(res), res.output
+    res = runner.invoke(app, ["data", "import-text", str(src), "--out", str(tmp_path / "bad"), "--layout", "ucla20",
+                              "--drop-zero-frames"])
+    assert res.exit_code == 2 and "zero.txt" in flat(res) and "--skip-zero-clips" in flat(res)
+    out = tmp_path / "clean"
+    res = runner.invoke(app, ["data", "import-text", str(src), "--out", str(out), "--layout", "ucla20",
+                              "--corpus", str(CURATED["ntu120"]), "--drop-zero-frames", "--skip-zero-clips",
+                              "--name", "my-kinect-set"])
+    assert res.exit_code == 0, res.output
+    assert "dropped 36 all-zero frames from 9 clips" in flat(res)
+    assert "skipped 1 all-zero clips: train/hand waving/zero" in flat(res) and "wrote 9 clips" in flat(res)
+    meta = json.loads((out / META).read_text())
+    assert meta["name"] == "my-kinect-set" and meta["source"]["cleaning"]["skipped_clips"] == ["train/hand waving/zero"]
+    b = build_dataset("native", str(out))
+    assert b.name == "my-kinect-set" and len(b.train) == 6 and (b.train.lengths == 8).all()
+    assert np.all(np.any(b.train.data[:, :, :8] != 0, axis=(1, 3, 4)))  # no empty frame inside a clip
+    res = runner.invoke(app, ["data", "check", str(out)])
+    assert res.exit_code == 0 and "0 errors, 0 warnings" in flat(res), res.output
+    tiny = ["data.clip.window=8", "data.num_workers=0", "model.width=8", "model.heads=2", "model.bridger_queries=2",
+            "text.encoder=tiny-bert", "text.tiny_dim=32", "optim.epochs=1", "optim.batch_size=8",
+            "optim.warmup_epochs=1", "run.threads=1", f"prompt.cache_dir={tmp_path / 'tc'}"]
+    res = runner.invoke(app, ["train", "--data-root", str(out), "--method", "gap", "--out", str(tmp_path / "run"),
+                              "--no-progress"] + [x for t in tiny for x in ("--set", t)])
+    assert res.exit_code == 0, res.output
+    assert "on my-kinect-set" in (tmp_path / "run" / "train.log").read_text()  # not "src"
+    res = runner.invoke(app, ["runs", str(tmp_path / "run"), "--csv"])
+    assert res.exit_code == 0 and "my-kinect-set" in res.output, res.output
+
+
+def test_centre_on_the_first_non_empty_frame(tmp_path):
+    data = body_split(8, 0, offset=(0.4, 0.2, 3.0))
+    data.data[:, :, :4] = 0  # 4 empty leading frames (the clips' lengths still count them)
+    data.lengths[:] = np.maximum(data.lengths, 8)
+    # centred on frame 4 (frame 0 is empty): no "far from the origin" warning
+    assert geometry_warnings(data.data, data.lengths, NTU25, centre=True) == []
+    meta = make_meta("late", CLASSES, NTU25, [], corpus=str(CURATED["ntu120"]), centre="first-frame")
+    folder = write_native(tmp_path / "late", meta, {"train": data, "test": data})
+    b = build_dataset("native", str(folder))
+    np.testing.assert_allclose(b.train.data[:, :, 4, NTU25.center, 0], 0, atol=1e-6)
+    assert not b.train.data[:, :, :4].any()  # the empty frames stay empty
+    res = CliRunner().invoke(app, ["data", "check", str(folder)])
+    assert "far from the origin" not in flat(res), res.output
+    jumps = body_split(8, 0)
+    jumps.data[:, 2, 1:] += 5.0 * np.any(jumps.data[:, :, 1:] != 0, axis=1)  # the body leaps 5 m after frame 0
+    [msg] = geometry_warnings(jumps.data, jumps.lengths, NTU25, centre=True)  # centring cannot help: say so
+    assert "far from the origin" in msg and "centre them" not in msg and "centred already" in msg
+    [msg] = geometry_warnings(jumps.data, jumps.lengths, NTU25, centre=False)
+    assert "centre them" in msg
+
+
+def test_shipped_msr20_layout_file(tmp_path):
+    """configs/layouts/msr20.json (docs/datasets.md's --layout example) is MSR-Action3D's skeleton: Kinect v1's 20
+    joints in another order. A body stored in that order passes the joint-order check with it, not with ucla20."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    path = repo / "configs" / "layouts" / "msr20.json"
+    assert f"```json\n{path.read_text()}```" in (repo / "docs" / "datasets.md").read_text()  # shown in full
+    res = CliRunner().invoke(app, ["data", "show-layout", str(path)])
+    assert res.exit_code == 0 and "msr20" in flat(res) and "hip centre" in flat(res), res.output
+    msr = layout_from_dict(json.loads(path.read_text())["layout"])
+    to_msr = [UCLA20.joint_names.index(n) for n in msr.joint_names]  # msr joint i = ucla20 joint to_msr[i]
+    assert sorted(to_msr) == list(range(20))
+    assert {tuple(sorted((to_msr[a], to_msr[b]))) for a, b in msr.inward} == \
+        {tuple(sorted(e)) for e in UCLA20.inward}  # the same bones
+    assert {k: sorted(to_msr[j] for j in v) for k, v in msr.parts.items()} == \
+        {k: sorted(v) for k, v in UCLA20.parts.items()} and to_msr[msr.center] == UCLA20.center
+    pose = np.concatenate([REST_POSES["ucla20"], np.zeros((20, 1))], 1)[to_msr]  # (V, 3) in MSR's order
+    clips = np.repeat(pose.T[None, :, None, :, None], 4, axis=0).repeat(10, axis=2).astype(np.float32)
+    clips += np.random.default_rng(0).normal(0, 0.01, clips.shape).astype(np.float32)
+    lengths = np.full(4, 10)
+    assert geometry_warnings(clips, lengths, msr) == []
+    assert any("joint order" in m for m in geometry_warnings(clips, lengths, UCLA20))
