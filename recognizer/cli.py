@@ -162,6 +162,11 @@ def evaluate_command(
             result, summary = report_run(run, data_root, device)
         else:
             result, summary = evaluate_run(run, data_root, device), None
+        if "unfinished" in result:
+            done = result["unfinished"]
+            console.print(f"[yellow]note:[/yellow] {run} is an unfinished run (epoch {done['epochs_done']} of "
+                          f"{done['epochs']}): evaluated from its last checkpoint, class text computed now, scores "
+                          "from the classification head", highlight=False, soft_wrap=True)
         table = Table(title=f"{run}: top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  "
                             f"mean class {result['mean_class_accuracy']:.2f}")
         table.add_column("class")
@@ -206,6 +211,9 @@ def tsne_command(
             fmt = [("-" if v is None else f"{v:.3f}") for v in (r["silhouette_embedding"], r["silhouette_tsne"])]
             table.add_row(r["name"], r["method"], str(r["samples"]), f"{r['accuracy_on_shown']:.1f}", *fmt)
         console.print(table)
+        for r in summary["runs"]:
+            if "unfinished" in r:
+                console.print(f"[yellow]note:[/yellow] {r['unfinished']}", highlight=False, soft_wrap=True)
         console.print(f"numbers: {Path(summary['figure']).with_suffix('.json')}")
 
 
@@ -250,7 +258,9 @@ def predict_command(
         console.print(f"[red]skipped:[/red] {message}", highlight=False, soft_wrap=True)
 
     with clean_errors():
-        results = predict_files(checkpoint, [str(f) for f in files], top_k, device, on_error=report)
+        results = predict_files(checkpoint, [str(f) for f in files], top_k, device, on_error=report,
+                                on_note=lambda m: console.print(f"[yellow]note:[/yellow] {m}", highlight=False,
+                                                                soft_wrap=True))
         for r in results:
             table = Table(title=r["source"] + (f"  (true: {r['true']})" if "true" in r else ""), title_justify="left")
             table.add_column("#", justify="right")

@@ -1,10 +1,21 @@
-"""Inference from a run folder: the checkpoint alone (no text encoder, no corpus) gives class scores."""
+"""Inference from a run folder: the checkpoint alone (no text encoder, no corpus) gives class scores.
+
+A finished run's checkpoint carries its final class text embeddings. An unfinished one (stopped with
+--stop-after, Ctrl-C, a killed job) holds the weights of its last finished epoch but no class text:
+`load_trained` then computes the class text from the checkpoint's own text side (the text encoder
+rebuilt from the run's config, GAP's fine-tuned tower and PCLE's learned context from the
+checkpoint, PCKE/GAP's corpus), exactly what that epoch's test evaluation used, and says that the
+run is unfinished. The inference rule is then the classification head, as in the per-epoch test
+numbers of log.jsonl (the rule is chosen on the validation split when training finishes).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from recognizer.checkpoint import atomic_write_text, checkpoint_layout, load_checkpoint
 from recognizer.config import Config, from_yaml_text
@@ -21,6 +32,50 @@ class Trained:
     class_names: list[str]
     meta: dict
     layout: Layout  # the checkpoint's own skeleton (custom layouts included)
+    unfinished: str | None = None  # for a run that did not finish: what was loaded (epochs done of planned)
+
+
+def _run_corpus(cfg: Config, file: Path) -> str:
+    """The prompt corpus a run trained with: its config's, else the one provenance.json recorded, else the
+    dataset's default."""
+    import json as _json
+
+    if cfg.prompt.corpus:
+        return cfg.prompt.corpus
+    record = file.parent / "provenance.json"
+    try:
+        corpus = _json.loads(record.read_text(encoding="utf-8"))["data"]["corpus"]
+    except (OSError, ValueError, KeyError, TypeError):
+        corpus = None
+    if corpus and Path(corpus).is_file():
+        return corpus
+    corpus = build_run_dataset(cfg).corpus
+    if not corpus:
+        raise ValueError(f"{file}: the run names no prompt corpus (prompt.corpus) to compute its class text from")
+    return corpus
+
+
+@torch.no_grad()
+def checkpoint_class_text(ckpt: dict, cfg: Config, file: Path) -> torch.Tensor:
+    """(C, D) class text of a checkpoint without stored class text, as training computes it at an evaluated
+    epoch (`recognizer.train.final_class_text`): PCLE's learned prompts, or the corpus' class embeddings."""
+    from recognizer.method.corpus import load_corpus
+    from recognizer.method.prompt_learner import PromptLearner
+    from recognizer.method.text_bank import build_text_bank
+    from recognizer.method.text_encoder import build_text_encoder
+
+    names = list(ckpt["class_names"])
+    encoder = build_text_encoder(cfg.text)
+    if ckpt.get("text_encoder_state") is not None:  # GAP's fine-tuned tower
+        encoder.load_state_dict(ckpt["text_encoder_state"])
+    encoder.eval()
+    if cfg.prompt.method == "pcle":
+        learner = PromptLearner(encoder, names, cfg.prompt.n_ctx, cfg.prompt.class_specific, cfg.prompt.ctx_init)
+        learner.load_state_dict({k.removeprefix("prompt_learner."): v for k, v in ckpt["model"].items()
+                                 if k.startswith("prompt_learner.")})
+        return learner(encoder).float()
+    corpus = load_corpus(_run_corpus(cfg, file), names)
+    return build_text_bank(encoder, corpus, cfg.prompt.cache_dir, cfg.prompt.part_prefix).classes.float()
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> Trained:
@@ -39,9 +94,12 @@ def load_trained(path: str | Path, device: str = "cpu") -> Trained:
                                      lst_k=int(cfg.model.lst_k.get(cfg.data.clip.stream, 0)))
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith("prompt_learner.")}
     model.load_state_dict(state)
-    if not model.class_text.abs().sum():
-        raise ValueError(f"{path}: the checkpoint holds no final class text embeddings (training did not finish)")
-    return Trained(model.to(device).eval(), cfg, list(ckpt["class_names"]), ckpt, layout)
+    unfinished = None
+    if not model.class_text.abs().sum():  # training did not finish: its last epoch's weights, class text now
+        model.class_text.copy_(checkpoint_class_text(ckpt, cfg, file))
+        unfinished = (f"{path} is an unfinished run: epoch {ckpt['epoch']} of {cfg.optim.epochs} (its last "
+                      "checkpoint); class text computed now, scores from the classification head")
+    return Trained(model.to(device).eval(), cfg, list(ckpt["class_names"]), ckpt, layout, unfinished)
 
 
 def dataset_of(trained: Trained, data_root: str | None = None) -> DatasetBundle:
@@ -68,5 +126,7 @@ def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "c
     scores, labels = predict(trained.model, loader, env, progress=True)
     write_scores(run, "test", scores, labels, bundle.test.names)
     result = {**accuracy_summary(scores, labels, bundle.class_names), "samples": int(len(labels))}
+    if trained.unfinished:
+        result["unfinished"] = {"epochs_done": int(trained.meta["epoch"]), "epochs": int(cfg.optim.epochs)}
     atomic_write_text(run / "eval.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -10,7 +10,8 @@ Accepted inputs, each preprocessed like the test split of the run:
 - a `.npy` clip of shape (C, T, V, M) or (C, T, V); trailing all-zero frames count as padding.
 
 Clips of the last two kinds are centred as the run's training clips were (the checkpoint's
-`centre`: "first-frame" subtracts the centre joint of frame 0, "none" takes them as stored); a clip
+`centre`: "first-frame" subtracts the centre joint of the first non-empty frame, "none" takes them as
+stored); a clip
 that still sits far from the origin gets a warning (the model never saw such coordinates).
 
 Then: central crop (`data.clip.test_crop`) and resize to `data.clip.window`, the run's stream
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from recognizer.datasets.base import centre_clip, eval_clip, to_stream
-from recognizer.datasets.checks import ORIGIN_RATIO_WARN, origin_ratio
+from recognizer.datasets.checks import ORIGIN_RATIO_WARN, centring_advice, origin_ratio
 from recognizer.method.graph import NTU25, Layout
 
 
@@ -161,13 +162,16 @@ def centred(x: np.ndarray, clip: Clip, centre: str, layout: Layout) -> np.ndarra
     return centre_clip(x, layout.center) if clip.stored and centre == "first-frame" else x
 
 
-def origin_warning(x: np.ndarray) -> str | None:
-    """A note when the clip sits far from the origin: the model was trained on centred clips."""
+def origin_warning(x: np.ndarray, layout: Layout, centred: bool = False) -> str | None:
+    """A note when the clip sits far from the origin: the model was trained on centred clips.
+
+    `centred`: the run's centring was applied to this clip already, so advising it would be wrong.
+    """
     r = origin_ratio(x)
     if r is None or r <= ORIGIN_RATIO_WARN:
         return None
-    return (f"the clip sits {r:.1f} body sizes from the origin: answers for uncentred clips are unreliable (centre "
-            "the clips: meta.json \"centre\": \"first-frame\", docs/datasets.md)")
+    return (f"the clip sits {r:.1f} body sizes from the origin: answers for uncentred clips are unreliable "
+            f"({centring_advice(layout, centred)}; docs/datasets.md)")
 
 
 def preprocess(x: np.ndarray, cfg, layout: Layout) -> np.ndarray:
@@ -202,23 +206,27 @@ def _read_all(files: list[str | Path], trained, layout: Layout,
                 on_error(str(e))
                 continue
             clips.append(clip)
-            warnings.append(origin_warning(fitted))
+            # .skeleton/.json readers centre themselves; stored clips were centred above when the run was
+            warnings.append(origin_warning(fitted, layout, not clip.stored or centre == "first-frame"))
     return clips, inputs, warnings
 
 
 @torch.no_grad()
 def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 5, device: str = "cpu",
-                  batch_size: int = 32, on_error=None) -> list[dict]:
+                  batch_size: int = 32, on_error=None, on_note=None) -> list[dict]:
     """One record per clip: source, true class (when known) and the top-k classes with probabilities.
 
     `on_error(message)`, when given, receives each clip that cannot be read or does not fit, and the
     others are still predicted (a batch of files is not lost to one bad clip); without it, ClipError.
+    `on_note(message)` hears that the checkpoint is an unfinished run's (recognizer.analysis.evaluate).
     """
     from recognizer.analysis.evaluate import load_trained
 
     if not files:
         raise ClipError("give at least one clip")
     trained = load_trained(checkpoint, device)
+    if trained.unfinished and on_note is not None:
+        on_note(trained.unfinished)
     layout = trained.layout
     clips, inputs, warnings = _read_all(files, trained, layout, on_error)
     k = max(1, min(top_k, len(trained.class_names)))

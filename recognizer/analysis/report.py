@@ -171,5 +171,8 @@ def report_run(run: str | Path, data_root: str | None = None, device: str = "cpu
     result = evaluate_run(run, data_root, device)
     names = list(result["per_class_top1"])
     scores, labels = np.load(run / "scores_test.npy"), np.load(run / "labels_test.npy")
-    summary = write_report(run / "report", scores, labels, names, title=f"{run.name}: test split")
+    done = result.get("unfinished")
+    title = f"{run.name}: test split" + (f" (unfinished: epoch {done['epochs_done']} of {done['epochs']})"
+                                         if done else "")
+    summary = write_report(run / "report", scores, labels, names, title=title)
     return result, summary
