@@ -53,8 +53,14 @@ def merge_synonyms(name: str, replies: list[list[str]], other_names: set[str]) -
     return out
 
 
-def _fallback_parts(name: str) -> dict[str, str]:
-    return {p: f"The {p} move as needed to {name}." for p in PART_NAMES}
+def fallback_parts(name: str) -> dict[str, str]:
+    """Generic but grammatical part texts for any class name (a verb, "hand waving", "pick up with one hand"):
+    the name is quoted as the action's name, never fitted into the sentence as a verb."""
+    return {p: f"The {p} {'moves' if p == 'head' else 'move'} during the action \"{name}\"." for p in PART_NAMES}
+
+
+def fallback_description(name: str) -> str:
+    return f"A person does the action \"{name}\"."
 
 
 def build_record(class_id: int, name: str, rows: list[dict], model: str, other_names: set[str]) -> dict:
@@ -67,7 +73,7 @@ def build_record(class_id: int, name: str, rows: list[dict], model: str, other_n
         fallback.append("synonyms")
     if parts_reply is None:
         fallback += ["parts", "description"]
-        parts, description = _fallback_parts(name), f"A person does the action {name}."
+        parts, description = fallback_parts(name), fallback_description(name)
     else:
         parts = {p: norm_sentence(parts_reply[p]) for p in PART_NAMES}
         description = norm_sentence(parts_reply["description"])

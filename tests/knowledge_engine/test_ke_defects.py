@@ -206,3 +206,17 @@ def test_classes_file_not_utf8_is_a_clean_error(server, paths):
     classes.write_bytes(NW_UCLA.read_bytes() + b"caf\xe9\n")
     res = generate(server, paths, classes=classes)
     assert res.exit_code == 1 and "bad.txt:11: not UTF-8 text" in res.output
+
+
+def test_fallback_text_is_grammatical_for_any_class_name():
+    """A class without a valid reply gets generic text that reads as English whatever the name's form
+    (a verb, a gerund phrase): the head moves, the plural parts move, and the name is quoted, not conjugated."""
+    from knowledge_engine.assemble import build_record
+
+    for name in ("hammer", "hand waving", "pick up with one hand"):
+        rec = build_record(0, name, [], "m", set())
+        assert rec["fallback"] == ["synonyms", "parts", "description"]
+        assert rec["parts"]["head"] == f'The head moves during the action "{name}".'
+        assert rec["parts"]["feet"] == f'The feet move during the action "{name}".'
+        assert rec["description"] == f'A person does the action "{name}".'
+        assert not any("as needed" in t for t in rec["parts"].values())
