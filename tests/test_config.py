@@ -62,3 +62,17 @@ def test_a_config_files_methods_block_applies_to_that_method_only(tmp_path):
     f.write_text("methods:\n  pcle:\n    optim:\n      epochz: 1\n")
     with pytest.raises(ConfigError, match="methods.pcle.optim: unknown key 'epochz'"):
         resolve("synthetic", "pcle", str(f))
+
+
+def test_small_data_preset_is_the_cpu_protocol_recipe():
+    """configs/native-small.yaml: frozen text for every method, a stratified validation split (so the inference
+    rule is chosen and best.pt exists), and the CPU protocol's interaction rate, whatever that is now."""
+    from recognizer.config import CONFIG_DIR
+
+    for method in ("gap", "pcke", "pcle"):
+        cfg = resolve("native", method, str(CONFIG_DIR / "native-small.yaml"))
+        cpu = resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu.yaml"))
+        assert cfg.data.dataset == "native" and 0 < cfg.data.val_fraction < 0.5
+        assert cfg.text.frozen and cfg.text.gap_frozen
+        assert cfg.optim.interaction_lr_ratio == cpu.optim.interaction_lr_ratio
+        assert (cfg.optim.schedule, cfg.optim.repeat, cfg.optim.batch_size) == ("cosine", 1, 32)
