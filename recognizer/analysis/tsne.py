@@ -8,7 +8,10 @@ PCKE/PCLE only; a run without interaction falls back to `skel_global` and says s
 embedding is the checkpoint's `class_text` (C, D) in both (after the interaction the text is refined
 per sample, so there is no single class point to draw). Both are L2-normalised (the model compares
 them by cosine) and embedded *jointly* by one scikit-learn t-SNE, so the diamonds sit in the same
-2-D space as the dots. Misclassified clips (argmax over all classes != true class) are grey.
+2-D space as the dots. Each class has its own colour (and, past the palette's size, its own marker
+shape); a misclassified clip (argmax over all classes != true class) is drawn hollow, an outline in
+its true class's colour, so the figure shows where the errors sit without a colour of their own.
+The class text diamonds are drawn above every dot, outlined in black.
 
 Cluster separation is reported as silhouette scores of the skeleton embeddings grouped by their
 true class, in two spaces: `silhouette_embedding` (cosine distance on the D-dim `skel_global`,
@@ -29,7 +32,14 @@ import torch.nn.functional as F
 from recognizer.checkpoint import atomic_write_text
 
 DEFAULT_CLASSES = 9
-GREY = "#b0b0b0"
+# tab10, then 14 colours picked greedily from matplotlib's qualitative maps for the largest smallest CIELAB
+# distance to those already chosen, none lighter than L* 78 (a pale dot vanishes on white): 20 classes differ
+# by at least dE 27.7 (tab20: 16.6, its pale halves hard to tell from grey); more classes than colours
+# cycle through MARKERS.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#ff00ff", "#a6761d", "#637939", "#ff9896", "#1b9e77", "#2b3d26", "#cab2d6", "#c2b280",
+           "#e7298a", "#393b79", "#b3446c", "#e6ab02", "#882d17", "#7b4173")
+MARKERS = ("o", "s", "^", "v", "P")
 
 
 @dataclass
@@ -41,6 +51,7 @@ class Embedded:
     labels: np.ndarray  # (N,)
     pred: np.ndarray  # (N,) argmax of the model's class scores
     text: np.ndarray  # (C, D) class text embeddings stored in the checkpoint
+    unfinished: str | None = None  # the run did not finish: its last checkpoint (see analysis.evaluate)
 
 
 @torch.no_grad()
@@ -70,7 +81,7 @@ def embed_run(run: str | Path, data_root: str | None = None, device: str = "cpu"
     if embedding == "after":
         name += " (after interaction)" if key == "skel_after" else " (no interaction: global)"
     return Embedded(name, cfg.method, trained.class_names, torch.cat(skel).numpy(), torch.cat(labels).numpy(),
-                    torch.cat(pred).numpy(), model.class_text.float().cpu().numpy())
+                    torch.cat(pred).numpy(), model.class_text.float().cpu().numpy(), trained.unfinished)
 
 
 def pick_classes(spec: list[str] | None, class_names: list[str], default: int = DEFAULT_CLASSES) -> list[int]:
@@ -137,16 +148,10 @@ def project(emb: Embedded, classes: list[int], per_class: int = 100, seed: int =
     }
 
 
-def _colours(n: int) -> list:
-    """One colour per class, never grey (grey marks misclassified clips)."""
-    import matplotlib
-
-    if n <= 9:
-        cmap, skip = matplotlib.colormaps["tab10"], {7}
-    else:
-        cmap, skip = matplotlib.colormaps["tab20"], {14, 15}
-    palette = [cmap(i) for i in range(cmap.N) if i not in skip]
-    return [palette[i % len(palette)] for i in range(n)]
+def class_styles(n: int) -> list[tuple[str, str]]:
+    """(colour, marker) per class, all pairs distinct: PALETTE's colours, the marker changing each time they run
+    out (no grey stands for anything: misclassified clips are hollow, not grey)."""
+    return [(PALETTE[i % len(PALETTE)], MARKERS[(i // len(PALETTE)) % len(MARKERS)]) for i in range(n)]
 
 
 LEGEND_INCHES = 2.8
@@ -159,26 +164,32 @@ def plot(panels: list[tuple[Embedded, dict]], classes: list[int], path: str | Pa
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    colours = _colours(len(classes))
+    styles = class_styles(len(classes))
     n = len(panels)
     width = 4.6 * n + LEGEND_INCHES
     fig, axes = plt.subplots(1, n, figsize=(width, 5.0), dpi=dpi, squeeze=False)
     for ax, (emb, res) in zip(axes[0], panels):
         wrong = res["pred"] != res["labels"]
-        ax.scatter(*res["skel_xy"][wrong].T, s=9, c=GREY, alpha=0.8, linewidths=0)
         for k, c in enumerate(classes):
-            sel = (res["labels"] == c) & ~wrong
-            ax.scatter(*res["skel_xy"][sel].T, s=9, color=colours[k], alpha=0.85, linewidths=0)
-            ax.scatter(*res["text_xy"][k], s=140, marker="D", color=colours[k], edgecolors="black", linewidths=1.2,
-                       zorder=5)
+            colour, marker = styles[k]
+            sel = res["labels"] == c
+            ax.scatter(*res["skel_xy"][sel & ~wrong].T, s=12, color=colour, marker=marker, alpha=0.85,
+                       linewidths=0, zorder=2)
+            ax.scatter(*res["skel_xy"][sel & wrong].T, s=16, facecolors="none", edgecolors=colour, marker=marker,
+                       linewidths=0.9, zorder=3)  # misclassified: hollow, in the true class's colour
+        for k in range(len(classes)):  # the class text above every dot
+            ax.scatter(*res["text_xy"][k], s=150, marker="D", color=styles[k][0], edgecolors="black",
+                       linewidths=1.4, zorder=10)
         sil = res["silhouette_embedding"]
-        ax.set_title(f"{emb.name} ({emb.method})\nacc {res['accuracy']:.1f} %  silhouette "
+        ax.set_title(f"{emb.name} ({emb.method}{', unfinished' if emb.unfinished else ''})\n"
+                     f"acc {res['accuracy']:.1f} %  silhouette "
                      f"{'-' if sil is None else f'{sil:.3f}'}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     names = panels[0][0].class_names
-    handles = [Line2D([], [], marker="o", ls="", color=colours[k], label=names[c]) for k, c in enumerate(classes)]
-    handles += [Line2D([], [], marker="o", ls="", color=GREY, label="misclassified"),
+    handles = [Line2D([], [], marker=m, ls="", color=col, label=names[c]) for (col, m), c in zip(styles, classes)]
+    handles += [Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="black",
+                       label="misclassified (hollow)"),
                 Line2D([], [], marker="D", ls="", color="white", markeredgecolor="black", label="class text")]
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1 - LEGEND_INCHES / width, 1))
@@ -211,7 +222,9 @@ def tsne_figure(runs: list[str | Path], classes: list[str] | None, out: str | Pa
                            "D-dim embedding space, 'tsne' = Euclidean in the 2-D t-SNE plane",
         "runs": [{"run": str(r), "name": emb.name, "method": emb.method, "samples": res["samples"],
                   "accuracy_on_shown": res["accuracy"], "silhouette_embedding": res["silhouette_embedding"],
-                  "silhouette_tsne": res["silhouette_tsne"]} for r, (emb, res) in zip(runs, panels)],
+                  "silhouette_tsne": res["silhouette_tsne"], **({"unfinished": emb.unfinished} if emb.unfinished
+                                                                  else {})}
+                 for r, (emb, res) in zip(runs, panels)],
     }
     atomic_write_text(Path(path).with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     return summary

@@ -68,3 +68,23 @@ def test_silhouette_tells_separated_from_mixed_clusters():
 def test_unknown_run_is_a_clean_error(tmp_path):
     res = CliRunner().invoke(app, ["tsne", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "error" in res.output
+
+
+def test_class_styles_stay_distinct_past_twenty_classes(tmp_path):
+    """20 classes get 20 different colours (tab20 repeated hues and had pale ones close to the old grey);
+    past the palette the marker changes, so every (colour, marker) pair is still unique."""
+    import matplotlib.colors as mc
+
+    from recognizer.analysis.tsne import Embedded, class_styles, plot
+
+    styles = class_styles(20)
+    assert len({c for c, _ in styles}) == 20 and {m for _, m in styles} == {"o"}
+    assert all(sum(mc.to_rgb(c)) < 2.4 for c, _ in styles)  # none pale enough to vanish on white
+    assert len(set(class_styles(60))) == 60
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(22), 5)
+    pred = np.where(rng.random(len(labels)) < 0.2, (labels + 1) % 22, labels)
+    emb = Embedded("demo", "pcle", [f"c{i}" for i in range(22)], np.zeros((1, 2)), labels, pred, np.zeros((22, 2)))
+    res = {"skel_xy": rng.normal(size=(len(labels), 2)), "text_xy": rng.normal(size=(22, 2)), "labels": labels,
+           "pred": pred, "silhouette_embedding": None, "accuracy": 80.0}
+    assert plot([(emb, res)], list(range(22)), tmp_path / "t.png").stat().st_size > 5000
