@@ -60,7 +60,7 @@ def checkpoint_class_text(ckpt: dict, cfg: Config, file: Path) -> torch.Tensor:
     """(C, D) class text of a checkpoint without stored class text, as training computes it at an evaluated
     epoch (`recognizer.train.final_class_text`): PCLE's learned prompts, or the corpus' class embeddings."""
     from recognizer.method.corpus import load_corpus
-    from recognizer.method.prompt_learner import PromptLearner
+    from recognizer.method.prompt_learner import build_prompt_learner
     from recognizer.method.text_bank import build_text_bank
     from recognizer.method.text_encoder import build_text_encoder
 
@@ -69,13 +69,20 @@ def checkpoint_class_text(ckpt: dict, cfg: Config, file: Path) -> torch.Tensor:
     if ckpt.get("text_encoder_state") is not None:  # GAP's fine-tuned tower
         encoder.load_state_dict(ckpt["text_encoder_state"])
     encoder.eval()
-    if cfg.prompt.method == "pcle":
-        learner = PromptLearner(encoder, names, cfg.prompt.n_ctx, cfg.prompt.class_specific, cfg.prompt.ctx_init)
-        learner.load_state_dict({k.removeprefix("prompt_learner."): v for k, v in ckpt["model"].items()
-                                 if k.startswith("prompt_learner.")})
-        return learner(encoder).float()
-    corpus = load_corpus(_run_corpus(cfg, file), names)
-    return build_text_bank(encoder, corpus, cfg.prompt.cache_dir, cfg.prompt.part_prefix).classes.float()
+    pcle = cfg.prompt.method == "pcle"
+    bank = None
+    if not pcle or cfg.prompt.hybrid:  # the corpus: PCKE/GAP's class text, the hybrid prompt's synonyms
+        corpus = load_corpus(_run_corpus(cfg, file), names)
+        bank = build_text_bank(encoder, corpus, cfg.prompt.cache_dir, cfg.prompt.part_prefix)
+    if not pcle:
+        return bank.classes.float()
+    synonyms = None
+    if bank is not None:
+        synonyms = (bank.syn_texts, torch.repeat_interleave(torch.arange(len(bank.counts)), bank.counts.cpu()).tolist())
+    learner = build_prompt_learner(encoder, names, cfg.prompt, cfg.run.seed, synonyms=synonyms)
+    learner.load_state_dict({k.removeprefix("prompt_learner."): v for k, v in ckpt["model"].items()
+                             if k.startswith("prompt_learner.")})
+    return learner(encoder).float()
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> Trained:
