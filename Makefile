@@ -36,7 +36,7 @@ REPRO_ARGS ?=
 CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --out results/nw-ucla-cpu
 CPU_STREAMS = results/nw-ucla-cpu/pcle/seed0 $(foreach s,bone joint-motion bone-motion,results/nw-ucla-cpu/pcle-$(s)/seed0)
 
-.PHONY: install train test prompts bench lint clean reproduce nw-ucla-cpu nw-ucla-zs tables tables-check
+.PHONY: install train test prompts bench gpu-check gpu-wheels lint clean reproduce nw-ucla-cpu nw-ucla-zs tables tables-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -103,6 +103,19 @@ tables-check: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# On a GPU machine (no .venv there: the image's python3 and torch): one JSON in under 5 minutes, see
+# docs/benchmarks.md. `make gpu-check GPU_CHECK_ARGS=--cpu` is the smoke test on this machine.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	bash bench/gpu_check.sh $(GPU_CHECK_ARGS)
+
+# Wheels (Python 3.12, x86_64) of the packages a GPU image lacks, into .whl/ (git-ignored) for gpu_check.sh
+GPU_WHEELS ?= jsonschema jsonschema-specifications referencing rpds-py jsonlines
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $(GPU_WHEELS)
 
 lint: install
 	$(BIN)/ruff check .

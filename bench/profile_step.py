@@ -4,12 +4,20 @@
 
 Prints the top operators by self CPU time and the time spent inside the text encoder (the
 `text_encoder` record) versus the rest of the step, and writes `bench/results/profile_<mode>.txt`.
+
+With `--method gap|pcke|pcle` it profiles instead the real training step of the CPU protocol
+(`configs/nw-ucla-cpu.yaml`, or `--config`: batch 32 of real NW-UCLA clips, the loader, the losses and
+the SGD step included, as bench.peak times it), grouped by operator and input shapes, and writes
+`bench/results/profile_cpu_<method>.txt`:
+
+    .venv/bin/python -m bench.profile_step --method pcle [--config configs/nw-ucla-cpu-fast.yaml]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -27,7 +35,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--classes", type=int, default=60)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--method", choices=["gap", "pcke", "pcle"], default=None,
+                    help="profile this method's CPU-protocol step instead of a bench.step mode")
+    ap.add_argument("--config", default=str(ROOT / "configs" / "nw-ucla-cpu.yaml"))
+    ap.add_argument("--rows", type=int, default=15)
     args = ap.parse_args(argv)
+    if args.method:
+        return profile_protocol_step(args)
     encoder = build_text_encoder(TextConfig(encoder=args.encoder))
     corpus = load_corpus(CORPUS)
     bank = build_text_bank(encoder, corpus, ROOT / ".cache" / "text-embeddings")
@@ -51,13 +65,37 @@ def main(argv: list[str] | None = None) -> None:
     events = prof.key_averages()
     text = next((e for e in events if e.key == "text_encoder"), None)
     text_s = text.cpu_time_total / 1e6 / args.steps if text else 0.0
-    table = events.table(sort_by="self_cpu_time_total", row_limit=15)
+    table = events.table(sort_by="self_cpu_time_total", row_limit=args.rows)
     head = (f"mode {args.mode}, encoder {args.encoder}, {args.classes} classes, batch {args.batch}: "
             f"{wall * 1000:.0f} ms/step (profiled), text encoder forward {text_s * 1000:.0f} ms/step "
             f"({100 * text_s / wall:.0f} %; its backward runs inside autograd's share)")
     print(head)
     print(table)
     out = ROOT / "bench" / "results" / f"profile_{args.mode}_{args.encoder}.txt"
+    out.write_text(head + "\n\n" + table + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+def profile_protocol_step(args) -> None:
+    """Top operators (with input shapes) of one real CPU-protocol training step of `args.method`."""
+    from bench.peak import build_step
+
+    step, cfg, batch = build_step(args.method, "nw-ucla", Path(args.config))
+    step()  # warm-up
+    t = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(args.steps):
+            step()
+    wall = (time.perf_counter() - t) / args.steps
+    table = prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
+                                                               row_limit=args.rows, max_name_column_width=40,
+                                                               max_shapes_column_width=60)
+    head = (f"method {args.method}, {Path(args.config).name} (amp {cfg.run.amp}, fused subsets "
+            f"{cfg.model.fused_subsets}, compile {cfg.run.compile}), batch {batch}, threads "
+            f"{torch.get_num_threads()}: {wall * 1000:.0f} ms/step (profiled, {args.steps} steps)")
+    print(head)
+    print(table)
+    out = ROOT / "bench" / "results" / f"profile_cpu_{args.method}{'_fast' if 'fast' in args.config else ''}.txt"
     out.write_text(head + "\n\n" + table + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 

@@ -34,6 +34,8 @@ class DataConfig:
     root: str | None = None
     clip: ClipConfig = field(default_factory=ClipConfig)
     num_workers: int = 2
+    persistent_workers: bool = False  # keep loader workers alive across epochs (no start-up per epoch)
+    prefetch_factor: int = 2  # batches each worker loads ahead (torch's default)
     val_fraction: float = 0.0  # held out of train (stratified) for ensemble-weight search
     unseen: str = ""  # zero-shot: classes left out of training (names/ids, ntu60-55/5, random:K:SEED); docs/zeroshot.md
     options: dict = field(default_factory=dict)  # passed to the dataset builder
@@ -58,6 +60,7 @@ class ModelConfig:
     max_logit_scale: float = 100.0  # exp mode clamp
     scale_mode: str = "exp"  # exp: scale = exp(parameter) (CLIP) | linear: scale = parameter (GAP's code)
     separate_scales: bool = True  # one scale per contrastive term (GAP: global + 4 parts)
+    fused_subsets: bool = False  # the adjacency subsets' CTR-GC as one batched op (same maths and parameters)
     inference: str = "auto"  # auto: chosen on the validation split (logits without one) | logits | similarity | fusion
     fuse_weight: float = 0.5  # inference=fusion: logits + w * scale * similarity after interaction
 
@@ -104,9 +107,9 @@ class OptimConfig:
 class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:1
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 (CUDA and CPU: AVX512-BF16/AMX) | fp16 | off
     eval_every: int = 1
-    compile: bool = False
+    compile: bool = False  # torch.compile the skeleton encoder (inductor; eager with one line where it fails)
     sync_bn: bool = False
     threads: int = 0  # torch CPU threads; 0 = torch's default
 

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from recognizer.training.optimizers import Optimizers, split_groups, step_all
 from recognizer.training.provenance import data_record, write_provenance
 from recognizer.training.run_log import EpochLog, bars_wanted
 from recognizer.training.run_setup import prepare_run, resolve_device
+from recognizer.training.speed import amp_dtype, apply_fast_path, autocast, fp32_outputs, loader_options
 
 console = Console(stderr=True)
 
@@ -74,12 +74,7 @@ def setup_env(cfg: Config) -> Env:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if want.startswith("cuda") else "gloo")
     device = torch.device(want)
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}.get(cfg.run.amp)
-    if cfg.run.amp == "auto":
-        amp = torch.bfloat16 if device.type == "cuda" else None
-    elif cfg.run.amp not in ("bf16", "fp16", "off"):
-        raise ValueError(f"run.amp must be auto, bf16, fp16 or off, not '{cfg.run.amp}'")
-    return Env(device, amp, rank, world)
+    return Env(device, amp_dtype(cfg.run.amp, device), rank, world)
 
 
 class EpochSampler(Sampler[int]):
@@ -218,16 +213,17 @@ def make_loader_for(split: Split, layout: Layout, cfg: Config, train: bool, env:
     batch = cfg.optim.batch_size // env.world if train else cfg.optim.batch_size  # eval runs on rank 0 alone
     sampler = EpochSampler(len(ds), cfg.run.seed, cfg.optim.repeat, env.rank, env.world) if train else None
     return DataLoader(ds, batch_size=batch, sampler=sampler, shuffle=False, drop_last=False,
-                      num_workers=cfg.data.num_workers, pin_memory=env.device.type == "cuda")
+                      num_workers=cfg.data.num_workers, pin_memory=env.device.type == "cuda",
+                      **loader_options(cfg.data.num_workers, cfg.data.persistent_workers, cfg.data.prefetch_factor))
 
 
 def forward(model, parts: Parts, cfg: Config, x: torch.Tensor, env: Env,
             classes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Run the model with the text side of the configured method."""
     pcle = cfg.prompt.method == "pcle"
-    with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
-        return model(x, encoder=parts.encoder if pcle else None, class_text=None if pcle else parts.bank.classes,
-                     classes=classes)
+    with autocast(env.device, env.amp):  # the outputs (and so the losses) in fp32
+        return fp32_outputs(model(x, encoder=parts.encoder if pcle else None,
+                                  class_text=None if pcle else parts.bank.classes, classes=classes))
 
 
 def class_subset(labels: torch.Tensor, num_classes: int, size: int, gen: torch.Generator) -> torch.Tensor | None:
@@ -266,8 +262,8 @@ def predict(model: PromptedContrastiveModel, loader: DataLoader, env: Env, class
     model.eval()
     scores, labels, logits = [], [], []
     for x, y, _ in _track(loader, "evaluate", progress):
-        with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
-            out = model(x.to(env.device, non_blocking=True), class_text=class_text)
+        with autocast(env.device, env.amp):
+            out = fp32_outputs(model(x.to(env.device, non_blocking=True), class_text=class_text))
         scores.append(model.scores(out).float().cpu())
         labels.append(y)
         if with_logits:
@@ -341,8 +337,8 @@ def _validation_candidates(model: PromptedContrastiveModel, env: Env, loader: Da
     model.eval()
     logits, sims, labels = [], [], []
     for x, y, _ in loader:
-        with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
-            out = model(x.to(env.device))
+        with autocast(env.device, env.amp):
+            out = fp32_outputs(model(x.to(env.device)))
         logits.append(out["logits"].float().cpu())
         sims.append((out["logit_scales"][-1].float() * out["sim_after"].float()).cpu())
         labels.append(y)
@@ -559,8 +555,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         unused = not (cfg.model.bridger or cfg.model.interaction) or not (
             cfg.loss.contrastive and cfg.loss.parts and cfg.loss.after)
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
-    if cfg.run.compile:
-        model = torch.compile(model)
+    apply_fast_path(unwrap(model), cfg.model.fused_subsets, cfg.run.compile, warn=console.print)
     train_loader = make_loader_for(parts.bundle.train, parts.bundle.layout, cfg, True, env)
     test_loader = make_loader_for(parts.bundle.test, parts.bundle.layout, cfg, False, env)
     val_loader = make_loader_for(parts.val, parts.bundle.layout, cfg, False, env) if parts.val is not None else None

@@ -21,6 +21,7 @@ from recognizer.checkpoint import atomic_write_text, checkpoint_layout, load_che
 from recognizer.config import Config, from_yaml_text
 from recognizer.datasets import DatasetBundle
 from recognizer.datasets.splits import build_run_dataset
+from recognizer.method.ctrgcn import set_fused_subsets
 from recognizer.method.graph import Layout
 from recognizer.method.model import PromptedContrastiveModel
 
@@ -101,6 +102,7 @@ def load_trained(path: str | Path, device: str = "cpu") -> Trained:
                                      lst_k=int(cfg.model.lst_k.get(cfg.data.clip.stream, 0)))
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith("prompt_learner.")}
     model.load_state_dict(state)
+    set_fused_subsets(model.skeleton, cfg.model.fused_subsets)  # the run's own forward (same parameters)
     unfinished = None
     if not model.class_text.abs().sum():  # training did not finish: its last epoch's weights, class text now
         model.class_text.copy_(checkpoint_class_text(ckpt, cfg, file))
@@ -123,12 +125,14 @@ def dataset_of(trained: Trained, data_root: str | None = None) -> DatasetBundle:
 def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "cpu") -> dict:
     """Re-run the test split through a trained run; writes scores_test.npy and eval.json."""
     from recognizer.train import Env, accuracy_summary, make_loader_for, predict, write_scores
+    from recognizer.training.speed import amp_dtype
 
     run = Path(run)
     trained = load_trained(run, device)
     cfg = trained.cfg
     bundle = dataset_of(trained, data_root)
-    env = Env(next(trained.model.parameters()).device, None)
+    device = next(trained.model.parameters()).device
+    env = Env(device, amp_dtype(cfg.run.amp, device))  # scored as training scored it (run.amp)
     loader = make_loader_for(bundle.test, trained.layout, cfg, train=False, env=env)
     scores, labels = predict(trained.model, loader, env, progress=True)
     write_scores(run, "test", scores, labels, bundle.test.names)

@@ -221,6 +221,7 @@ def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 
     `on_note(message)` hears that the checkpoint is an unfinished run's (recognizer.analysis.evaluate).
     """
     from recognizer.analysis.evaluate import load_trained
+    from recognizer.training.speed import amp_dtype, autocast, fp32_outputs
 
     if not files:
         raise ClipError("give at least one clip")
@@ -234,7 +235,9 @@ def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 
     for start in range(0, len(inputs), batch_size):
         x = torch.from_numpy(np.stack(inputs[start : start + batch_size])).to(device)
         model = trained.model
-        prob = torch.softmax(model.scores(model(x)), dim=1).cpu()
+        with autocast(x.device, amp_dtype(trained.cfg.run.amp, x.device)):  # the run's own path (run.amp)
+            out = fp32_outputs(model(x))
+        prob = torch.softmax(model.scores(out), dim=1).cpu()
         p, idx = prob.topk(k, dim=1)
         for j, clip in enumerate(clips[start : start + batch_size]):
             rec = {"source": clip.source, "top": [{"class": trained.class_names[int(c)], "id": int(c),

@@ -202,10 +202,15 @@ class SkeletonDataset(Dataset):
     def __init__(self, split: Split, layout: Layout, clip: ClipConfig, train: bool, seed: int = 0):
         clip.check()
         self.split, self.layout, self.clip, self.train, self.seed = split, layout, clip, train, seed
-        self.epoch = 0
+        # In shared memory: persistent loader workers (data.persistent_workers) see each new epoch too.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.split)

@@ -1,0 +1,170 @@
+"""The fast path (recognizer/training/speed.py): fused subsets, bf16 on CPU, compile fallback, loader overlap.
+
+No test here asserts a time: speed is measured by `python -m bench.peak` (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from recognizer.method.ctrgcn import CTRGCN, GraphConv, set_fused_subsets
+from recognizer.method.graph import NTU25
+from recognizer.training.speed import amp_dtype, compile_module, fp32_outputs, uncompile
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _graph_conv(cin: int, cout: int) -> GraphConv:
+    torch.manual_seed(0)
+    gc = GraphConv(cin, cout, NTU25.adjacency())
+    with torch.no_grad():  # make every term count: alpha and the BN scale start at 0 and 1e-6
+        gc.alpha.fill_(0.7)
+        gc.bn.weight.fill_(1.0)
+        gc.A.add_(0.1 * torch.randn_like(gc.A))
+    return gc
+
+
+@pytest.mark.parametrize("cin,cout", [(3, 16), (16, 16), (16, 32)])
+def test_fused_subsets_equal_the_per_subset_sum_forward_and_backward(cin, cout):
+    gc = _graph_conv(cin, cout)
+    x = torch.randn(4, cin, 12, 25, requires_grad=True)
+    outs, grads = [], []
+    for fused in (False, True):
+        set_fused_subsets(gc, fused)
+        gc.zero_grad()
+        x.grad = None
+        y = gc(x)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs.append(y.detach())
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in gc.parameters()])
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads[0], grads[1]):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_unfused_state_dict_loads_into_the_fused_encoder_and_gives_its_output():
+    torch.manual_seed(1)
+    unfused = CTRGCN(NTU25.adjacency(), 3, 2, width=8).eval()
+    torch.manual_seed(2)
+    fused = set_fused_subsets(CTRGCN(NTU25.adjacency(), 3, 2, width=8), True).eval()
+    fused.load_state_dict(unfused.state_dict(), strict=True)  # same parameters, same names
+    assert set(fused.state_dict()) == set(unfused.state_dict())
+    x = torch.randn(2, 3, 16, 25, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), unfused(x), atol=1e-5, rtol=1e-5)
+
+
+def test_amp_dtype_bf16_on_cpu_and_auto_stays_off():
+    cpu = torch.device("cpu")
+    assert amp_dtype("bf16", cpu) is torch.bfloat16
+    assert amp_dtype("auto", cpu) is None and amp_dtype("off", cpu) is None
+    assert amp_dtype("auto", torch.device("cuda")) is torch.bfloat16
+    with pytest.raises(ValueError, match="run.amp must be"):
+        amp_dtype("fp8", cpu)
+
+
+def test_fp32_outputs_cast_floating_tensors_only():
+    out = fp32_outputs({"a": torch.ones(2, dtype=torch.bfloat16), "b": torch.arange(3), "c": 1.5})
+    assert out["a"].dtype == torch.float32 and out["b"].dtype == torch.int64 and out["c"] == 1.5
+
+
+def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch):
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("no C compiler here\nsecond line of the trace")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend=broken_backend))
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    x = torch.randn(5, 4)
+    want = net(x)
+    keys = set(net.state_dict())
+    lines: list[str] = []
+    compile_module(net, "test net", warn=lines.append)
+    torch.testing.assert_close(net(x), want)
+    torch.testing.assert_close(net(x), want)  # the second call goes straight to eager
+    assert len(lines) == 1 and "test net" in lines[0] and "running it eagerly" in lines[0]
+    assert "\n" not in lines[0] and "second line" not in lines[0]
+    assert set(net.state_dict()) == keys  # compiling never renames parameters (checkpoints load both ways)
+    uncompile(net)
+    assert "forward" not in net.__dict__
+
+
+def test_bf16_training_on_cpu_keeps_fp32_weights_and_finite_fp32_losses(tmp_path):
+    from recognizer.config import resolve
+    from recognizer.train import train
+    from tests.conftest import tiny_overrides
+
+    cfg = resolve("synthetic", "pcle", overrides=tiny_overrides(tmp_path) + [
+        "run.amp=bf16", "model.fused_subsets=true", "optim.epochs=1"])
+    metrics = train(cfg, tmp_path / "run", progress=False)
+    assert metrics["epochs"] == 1
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert np.isfinite(log[0]["loss"])
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state["model"].values() if v.is_floating_point()
+               or v.dtype == torch.int64)
+    assert state["model"]["prompt_learner.ctx"].dtype == torch.float32
+
+
+def test_persistent_workers_see_each_epoch_as_a_fresh_loader_does():
+    from recognizer.datasets.base import ClipConfig, SkeletonDataset, Split
+
+    rng = np.random.default_rng(0)
+    split = Split(rng.normal(size=(6, 3, 30, 25, 1)).astype(np.float32), np.arange(6) % 2,
+                  np.full(6, 30))
+    clip = ClipConfig(window=16)
+
+    def epochs(**kw) -> list[torch.Tensor]:
+        ds = SkeletonDataset(split, NTU25, clip, train=True, seed=3)
+        loader = DataLoader(ds, batch_size=6, **kw)
+        seen = []
+        for epoch in range(2):
+            ds.set_epoch(epoch)
+            seen.append(next(iter(loader))[0])
+        return seen
+
+    fresh = epochs(num_workers=0)
+    kept = epochs(num_workers=1, persistent_workers=True)
+    assert not torch.equal(fresh[0], fresh[1])  # the epoch changes the draw
+    for a, b in zip(fresh, kept):
+        torch.testing.assert_close(b, a)
+
+
+def test_fast_cpu_config_is_the_cpu_protocol_plus_the_speed_keys_only():
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    base = flat(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu.yaml").read_text()))
+    fast = flat(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu-fast.yaml").read_text()))
+    speed = {"run.amp", "run.compile", "model.fused_subsets", "data.persistent_workers", "data.prefetch_factor"}
+    assert {k for k in base.keys() | fast.keys() if base.get(k) != fast.get(k)} <= speed
+    assert fast["run.amp"] == "bf16" and fast["model.fused_subsets"] is True
+
+
+def test_gpu_check_runs_on_cpu_as_a_smoke_test(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    proc = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--cpu", "--no-compile", "--out", str(out),
+                           "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=600,
+                          env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["mode"] == "cpu-smoke" and result["environment"]["torch"] == torch.__version__
+    assert [s["method"] for s in result["steps"]] == ["gap", "pcke", "pcle"]
+    assert all(s["median_step_s"] > 0 and s["amp"] == "bf16" for s in result["steps"])
+    assert result["epoch"]["wall_s"] > 0 and result["epoch"]["steps"] > 0
+    assert result["estimate"]["table_runs"] == 12 and result["estimate"]["table_hours"] > 0
