@@ -5,14 +5,14 @@
 #   bench/gpu_check.sh [--data-root DIR] [--out FILE]      on the GPU machine
 #   bench/gpu_check.sh --cpu [--no-compile]                smoke test here (tiny sizes; tests/test_speed.py)
 # Python: $PYTHON, else the project's .venv, else python3 (a GPU image's own torch). Wheels of packages the
-# image lacks (jsonschema and its needs: `make gpu-wheels`) are installed from .whl/ when it exists.
+# image lacks (jsonschema and its needs: `make gpu-wheels`) are installed from .whl/ where it lacks them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+if ! "$PY" -c "import jsonschema" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then  # only where missing
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu-check-site .whl/*.whl
   export PYTHONPATH="/tmp/gpu-check-site${PYTHONPATH:+:$PYTHONPATH}"
 fi

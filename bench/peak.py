@@ -141,26 +141,35 @@ def interleaved(steps: dict, reps: int, warmup: int) -> dict[str, dict[str, list
     return times
 
 
-def measure_method(method: str, reps: int, warmup: int, peak: dict, overrides: list[str]) -> dict:
+def measure_method(method: str, reps: int, warmup: int, peak: dict, overrides: list[str],
+                   extra: dict[str, list[str]] | None = None) -> dict:
+    """fp32 eager (BASE_CONFIG) against the fast path (FAST_CONFIG), and any `extra` paths (BASE_CONFIG plus
+    their overrides, e.g. fused subsets alone), interleaved; clips/s, GFLOP/s and ratios to fp32."""
     base, base_cfg, batch = build_step(method, "nw-ucla", BASE_CONFIG, overrides)
     fast, fast_cfg, _ = build_step(method, "nw-ucla", FAST_CONFIG, overrides)
+    extras = {name: build_step(method, "nw-ucla", BASE_CONFIG, [*overrides, *sets])
+              for name, sets in (extra or {}).items()}
     t = time.perf_counter()
     fast()  # compiles (run.compile), not timed
     compile_s = time.perf_counter() - t
     flops = count_flops(base) / batch  # per clip, fp32 eager path (the fused path does the same work)
-    times = interleaved({"fp32": base, "fast": fast}, reps, warmup)
+    for fn, _, _ in extras.values():
+        fn()  # their first step (oneDNN's kernel choice), untimed as the fast path's
+    times = interleaved({"fp32": base, "fast": fast, **{n: e[0] for n, e in extras.items()}}, reps, warmup)
     row = {"method": method, "batch": batch, "gflop_per_clip": flops / 1e9, "first_fast_step_s": compile_s,
            "times_s": times, "fast_settings": {"amp": fast_cfg.run.amp, "compile": fast_cfg.run.compile,
                                                "fused_subsets": fast_cfg.model.fused_subsets}}
     clock = "cpu" if torch.get_num_threads() == 1 else "wall"
     row["clock"] = clock
-    for name, cfg in (("fp32", base_cfg), ("fast", fast_cfg)):
+    for name, cfg in (("fp32", base_cfg), ("fast", fast_cfg), *((n, e[1]) for n, e in extras.items())):
         med = statistics.median(times[name][clock])
         precision = "bf16" if cfg.run.amp == "bf16" else "fp32"
         gflops = flops * batch / med / 1e9
         row[name] = {"median_s": med, "clips_per_s": batch / med, "gflops": gflops, "precision": precision,
                      "fraction_of_gemm_peak": gflops / peak["gemm"][precision]}
     row["speedup"] = row["fp32"]["median_s"] / row["fast"]["median_s"]
+    row["extra"] = {n: {"overrides": extra[n], "speedup": row["fp32"]["median_s"] / row[n]["median_s"]}
+                    for n in extras}
     return row
 
 
@@ -212,8 +221,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="torch threads (default: the configs' run.threads); with 1, steps are timed in CPU seconds")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key in both configs (e.g. run.compile=false)")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                    help="another path: the base config plus these keys (fused:model.fused_subsets=true)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    extra = {e.split(":", 1)[0]: e.split(":", 1)[1].split(",") for e in args.extra}
     overrides = [*args.overrides, *([f"run.threads={args.threads}"] if args.threads else [])]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -232,11 +244,12 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         rows = []
         for m in args.methods:
-            rows.append(measure_method(m, args.reps, args.warmup, peak, overrides))
+            rows.append(measure_method(m, args.reps, args.warmup, peak, overrides, extra))
             r = rows[-1]
             _write(result | {"steps": rows, "partial": True}, args.out)
             console.print(f"[dim]{m}: fp32 {r['fp32']['median_s']:.2f} s, fast {r['fast']['median_s']:.2f} s "
-                          f"({r['speedup']:.2f}x; first fast step {r['first_fast_step_s']:.0f} s)[/dim]")
+                          f"({r['speedup']:.2f}x; first fast step {r['first_fast_step_s']:.0f} s)"
+                          + "".join(f", {n} {v['speedup']:.2f}x" for n, v in r["extra"].items()) + "[/dim]")
         result["steps"] = rows
         print_steps(rows, args.reps)
     result["load_average_at_end"] = list(os.getloadavg())

@@ -20,7 +20,8 @@ import numpy as np
 import yaml
 
 # keys that never change a result: left out of grouping and of the differences column
-IGNORED = {"run.seed", "run.threads", "run.device", "run.eval_every", "data.num_workers", "prompt.cache_dir"}
+IGNORED = {"run.seed", "run.threads", "run.device", "run.eval_every", "data.num_workers", "data.persistent_workers",
+           "data.prefetch_factor", "prompt.cache_dir"}
 NUMERIC = {"epochs": "epochs", "top1": "top1", "top5": "top5", "samples": "samples_per_s", "seeds": "runs"}
 TEXT = {"run": "run", "method": "method", "dataset": "dataset", "stream": "stream"}
 SORT_KEYS = tuple(TEXT) + tuple(NUMERIC)
