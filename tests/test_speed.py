@@ -157,8 +157,9 @@ def test_fast_cpu_config_is_the_cpu_protocol_plus_the_speed_keys_only():
 
 def test_gpu_check_runs_on_cpu_as_a_smoke_test(tmp_path):
     out = tmp_path / "gpu_check.json"
-    proc = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--cpu", "--no-compile", "--out", str(out),
-                           "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=600,
+    cmd = ["bash", str(REPO / "bench" / "gpu_check.sh"), "--cpu", "--no-compile", "--reps", "1", "--out", str(out),
+           "--work", str(tmp_path / "work")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
                                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
