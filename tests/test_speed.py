@@ -169,3 +169,17 @@ def test_gpu_check_runs_on_cpu_as_a_smoke_test(tmp_path):
     assert all(s["median_step_s"] > 0 and s["amp"] == "bf16" for s in result["steps"])
     assert result["epoch"]["wall_s"] > 0 and result["epoch"]["steps"] > 0
     assert result["estimate"]["table_runs"] == 12 and result["estimate"]["table_hours"] > 0
+
+
+def test_committed_runs_keep_the_config_hash_their_ablation_table_records():
+    import csv
+
+    from recognizer.analysis.runs import config_hash
+    from recognizer.config import from_yaml_text
+
+    table = REPO / "results" / "nw-ucla-cpu" / "ablation.csv"
+    rows = [r for r in csv.DictReader(table.open()) if r["name"] in ("gap", "pcle") and r["seed"] == "0"]
+    assert len(rows) == 2
+    for r in rows:
+        saved = from_yaml_text((REPO / r["run"] / "config.yaml").read_text())
+        assert config_hash(saved) == r["config_hash"], r["run"]
