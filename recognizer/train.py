@@ -390,8 +390,8 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
         hybrid = cfg.prompt.method == "pcle" and cfg.prompt.hybrid
         if hybrid:  # learned context + one synonym per sample (and one per class for the class text)
             text_sample, class_text = _hybrid_text(unwrap(model), parts, y, gen, env, cfg.prompt.hybrid_class_text)
-            with torch.autocast(env.device.type, dtype=env.amp) if env.amp else nullcontext():
-                out = model(x, class_text=class_text)
+            with autocast(env.device, env.amp):
+                out = fp32_outputs(model(x, class_text=class_text))
             out["text_sample"] = text_sample
         else:
             out = forward(model, parts, cfg, x, env, classes)
