@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from corpus import CorpusError
+from corpus.overwrite import OverwriteError
 from knowledge_engine.backends import BackendConfig
 from knowledge_engine.backends.base import Sampling
 from knowledge_engine.classes import class_file, load_classes
@@ -40,7 +41,7 @@ def clean_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (KnowledgeEngineError, CorpusError) as e:
+        except (KnowledgeEngineError, CorpusError, OverwriteError) as e:
             err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
             raise typer.Exit(1) from None
         except OSError as e:  # a file the command reads or writes: name it, no traceback
@@ -358,11 +359,16 @@ def import_cmd(
     out_path: Path = typer.Option(..., "--out", help="Corpus file to write."),
     dataset: str = typer.Option(None, help="Take class names from this dataset's list."),
     classes: Path = CLASSES,
+    overwrite_edits: bool = typer.Option(False, help="Replace a corpus at --out that holds hand-edited records."),
 ) -> None:
-    """Read GAP's text layout into a corpus (source `imported`)."""
+    """Read GAP's text layout into a corpus (source `imported`); a hand-edited corpus at --out is kept
+    (refused) unless --overwrite-edits."""
     from corpus import write_records
+    from corpus.overwrite import refuse_edited_corpus, refuse_output
     from knowledge_engine.gap_format import import_gap
 
+    refuse_output(out_path, "--out")
+    refuse_edited_corpus(out_path, overwrite_edits)
     names = load_classes(class_file(dataset, classes)) if (dataset or classes) else None
     records = import_gap(synonyms, parts, names)
     write_records(out_path, records)
@@ -523,8 +529,10 @@ def cache_export(
     fmt: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
 ) -> None:
     """Write every valid cached reply (class, template, model, parsed reply), one per line."""
+    from corpus.overwrite import refuse_output
     from knowledge_engine.cache_tools import export, open_cache
 
+    refuse_output(out_path, "--out")
     n = export(open_cache(cache), out_path, fmt)
     out.print(f"wrote {n} replies to {out_path}", highlight=False, markup=False)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from corpus import PART_NAMES, ClassPrompts, content_hash, dump_record, read_utf8, refuse_curated, validate_record
+from corpus import PART_NAMES, ClassPrompts, atomic_write_text, content_hash, dump_record, read_utf8, validate_record
+from corpus.overwrite import refuse_output
 from knowledge_engine.assemble import norm_name
 from knowledge_engine.errors import KnowledgeEngineError
 
@@ -22,14 +23,16 @@ def _clean(text: str, sep: str) -> str:
 
 
 def export_gap(records: list[dict], synonyms_path: Path, parts_path: Path) -> None:
-    refuse_curated(synonyms_path)
-    refuse_curated(parts_path)
+    """Both files are written atomically (missing folders are made); neither may be a curated corpus or a
+    file a run folder owns."""
+    refuse_output(synonyms_path, "--synonyms")
+    refuse_output(parts_path, "--parts")
     records = sorted(records, key=lambda r: r["class_id"])
     syn_lines = [", ".join(" ".join(s.replace(",", " ").split()) for s in r["synonyms"]) for r in records]
     part_lines = [";".join([_clean(r["name"], ";"), *(_clean(r["parts"][p], ";") for p in PART_NAMES)])
                   for r in records]
-    synonyms_path.write_text("\n".join(syn_lines) + "\n", encoding="utf-8")
-    parts_path.write_text("\n".join(part_lines) + "\n", encoding="utf-8")
+    atomic_write_text(synonyms_path, "\n".join(syn_lines) + "\n")
+    atomic_write_text(parts_path, "\n".join(part_lines) + "\n")
 
 
 def _lines(path: Path) -> list[str]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from corpus import PROMPTS_DIR, read_records, refuse_curated, write_records
+from corpus import PROMPTS_DIR, read_records, write_records
+from corpus.overwrite import refuse_output
 from knowledge_engine.assemble import assemble, keep_edits
 from knowledge_engine.backends import BackendConfig, make_backend
 from knowledge_engine.backends.base import Backend, Call, Sampling, url_secrets
@@ -69,7 +70,7 @@ def default_paths(opts: GenerateOptions, backend: Backend) -> tuple[Path, Path]:
     stem = f"{dataset_name(opts)}-{model_slug(backend.model)}"
     out = Path(opts.out) if opts.out else GENERATED_DIR / f"{stem}.jsonl"
     cache = Path(opts.cache) if opts.cache else CACHE_DIR / f"{stem}.jsonl"
-    refuse_curated(out)
+    refuse_output(out, "--out")
     return out, cache
 
 

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from corpus.overwrite import refuse_output
+
 console = Console()
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError)
 
@@ -19,13 +21,16 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError
 def clean_errors(interrupted: Callable[[], str] = lambda: "interrupted"):
     """Bad input ends with a one-line message and exit code 2, never a traceback.
 
-    `interrupted` says, at the moment of a Ctrl-C, what was kept (it looks at the run folder then).
+    `interrupted` says, at the moment of a Ctrl-C or SIGTERM, what was kept (it looks at the run folder then).
     """
+    from recognizer.interrupt import exit_code, sigterm_as_interrupt
+
     try:
-        yield
-    except KeyboardInterrupt:
-        console.print(f"[yellow]{interrupted()}", highlight=False)
-        raise typer.Exit(130) from None
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (recognizer/interrupt.py)
+        console.print(f"[yellow]{interrupted()}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code(e)) from None
     except USER_ERRORS as e:
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -35,8 +40,8 @@ def interrupted_run(run: Path) -> str:
     """The Ctrl-C message of a training run: resumable only when a checkpoint exists."""
     if (Path(run) / "checkpoint.pt").is_file():
         return f"interrupted: the last finished epoch is in {run}/checkpoint.pt; continue with --resume --out {run}"
-    return (f"interrupted before the first epoch finished: there is no checkpoint to resume; delete {run} "
-            "or choose another --out to start again")
+    return ("interrupted before the first epoch finished: nothing to resume, and nothing of this run was kept in "
+            f"{run}; rerun the same command to start again")
 
 
 def results_table(title: str, rows: list[dict]) -> Table:
@@ -96,18 +101,28 @@ def train_command(
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
     stop_after: int = typer.Option(None, help="stop after this many epochs (resume later with --resume)"),
     progress: bool = typer.Option(True, help="show progress bars (on interactive terminals)"),
+    progress_every: float = typer.Option(30.0, help="output not a terminal: seconds between progress lines inside "
+                                                    "an epoch"),
     print_config: bool = typer.Option(False, "--print-config", help="print the resolved config and exit"),
 ) -> None:
     """Train a recognizer; writes a run folder (config, log, checkpoint, metrics, scores, provenance)."""
     from recognizer.config import resolve, to_yaml
     from recognizer.train import train
     from recognizer.training.run_log import quiet_library_bars
-    from recognizer.training.run_setup import check_config, method_overrides, resumed_config, with_data_root
+    from recognizer.training.run_setup import (
+        check_config,
+        discard_unstarted,
+        method_overrides,
+        resumed_config,
+        with_data_root,
+    )
 
     main = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
     say = console.print if main else (lambda *a, **k: None)
     run = out
     with clean_errors(lambda: interrupted_run(run)):
+        if stop_after is not None and stop_after < 1:
+            raise ValueError(f"--stop-after {stop_after}: must be at least 1 (the epochs to train before stopping)")
         overrides = list(set_)
         if data_root:
             overrides.append(f"data.root={data_root}")
@@ -137,8 +152,9 @@ def train_command(
         if not progress or not console.is_terminal:
             quiet_library_bars()
         say(f"training [bold]{cfg.method}[/bold] on [bold]{cfg.data.dataset}[/bold] -> {run}")
-        metrics = train(cfg, run, resume=resume, stop_after=stop_after, progress=progress,
-                        extend_to=epochs if resume else None)
+        with discard_unstarted(run, keep=resume or not main):  # a failure before epoch 1 leaves no leftovers
+            metrics = train(cfg, run, resume=resume, stop_after=stop_after, progress=progress,
+                            extend_to=epochs if resume else None, progress_every=progress_every)
         if not main:
             return
         if metrics.get("stopped"):
@@ -154,10 +170,13 @@ def evaluate_command(
     report: bool = typer.Option(True, help="also write RUN/report/ (report.md, report.json, confusion.png)"),
 ) -> None:
     """Top-1/top-5, per-class accuracy and a report; writes scores_test.npy, eval.json and RUN/report/."""
-    from recognizer.analysis.evaluate import evaluate_run
+    from recognizer.analysis.evaluate import edited_config_note, evaluate_run
     from recognizer.analysis.report import report_run
 
     with clean_errors():
+        note = edited_config_note(run)
+        if note:
+            console.print(f"[yellow]warning:[/yellow] {note}", highlight=False, soft_wrap=True)
         if report:
             result, summary = report_run(run, data_root, device)
         else:
@@ -200,6 +219,8 @@ def tsne_command(
     from recognizer.analysis.tsne import tsne_figure
 
     with clean_errors():
+        if out:
+            refuse_output(out, "--out")
         target = out or Path(runs[0]) / "report" / "tsne.png"
         summary = tsne_figure([str(r) for r in runs], classes, target, per_class, seed, data_root, device,
                               embedding)
@@ -258,6 +279,8 @@ def predict_command(
         console.print(f"[red]skipped:[/red] {message}", highlight=False, soft_wrap=True)
 
     with clean_errors():
+        if json_out:
+            refuse_output(json_out, "--json")
         results = predict_files(checkpoint, [str(f) for f in files], top_k, device, on_error=report,
                                 on_note=lambda m: console.print(f"[yellow]note:[/yellow] {m}", highlight=False,
                                                                 soft_wrap=True))
@@ -271,6 +294,10 @@ def predict_command(
             console.print(table)
             if "warning" in r:
                 console.print(f"[yellow]warning:[/yellow] {r['source']}: {r['warning']}", soft_wrap=True)
+        if results:
+            console.print(f"probability: {results[0]['scores']} over all classes; the "
+                          "model's confidence, not calibrated (an overfit model is sure of wrong answers too)",
+                          highlight=False, soft_wrap=True)
         if json_out:
             atomic_write_text(json_out, json.dumps(results, indent=1) + "\n")
             console.print(f"wrote {json_out}")
@@ -337,6 +364,8 @@ def curves_command(
     from recognizer.analysis.curves import plot_curves, plot_diagnostics
 
     with clean_errors():
+        refuse_output(out, "--out")
+        refuse_output(Path(out).with_suffix(".json"), "--out (its numbers file)")
         names = [x.strip() for x in labels.split(",")] if labels else None
         if names is not None and len(names) != len(runs):
             raise ValueError(f"--labels: {len(names)} labels for {len(runs)} runs")

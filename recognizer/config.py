@@ -126,17 +126,18 @@ class Config:
     method: str = "pcle"  # pcke | pcle | gap, as given on the command line
 
 
-def _coerce(value: Any, typ: Any, where: str) -> Any:
+def _coerce(value: Any, typ: Any, where: str, path: str) -> Any:
+    """`value` as `typ`; errors read '<where>: <key path>: expected ...'."""
     origin = typing.get_origin(typ)
     if dataclasses.is_dataclass(typ):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping")
-        return merge(typ(), value, where)
+            raise ConfigError(f"{where}: {path}: expected a mapping")
+        return merge(typ(), value, where, path)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list")
+            raise ConfigError(f"{where}: {path}: expected a list")
         inner = typing.get_args(typ)[0]
-        return tuple(_coerce(v, inner, where) for v in value)
+        return tuple(_coerce(v, inner, where, path) for v in value)
     args = typing.get_args(typ)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
@@ -145,25 +146,29 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ in (int, float, str, bool) and not isinstance(value, typ):
-        raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: {path}: expected {typ.__name__}, got {value!r}")
     if typ is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected int, got {value!r}")
+        raise ConfigError(f"{where}: {path}: expected int, got {value!r}")
     return value
 
 
-def merge(obj: Any, values: dict, where: str = "config") -> Any:
-    """A copy of dataclass `obj` with `values` (nested dict) applied; unknown keys are errors."""
+def merge(obj: Any, values: dict, where: str = "config", path: str = "") -> Any:
+    """A copy of dataclass `obj` with `values` (nested dict) applied; unknown keys are errors.
+
+    `where` names the source (a file, `--set ...`); `path` is the dotted key of `obj` inside the config."""
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     updates = {}
     for key, value in (values or {}).items():
+        dotted = f"{path}.{key}" if path else str(key)
         if key not in names:
-            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(names))})")
+            raise ConfigError(f"{where}: unknown key '{dotted}' (known in {path or 'the config'}: "
+                              f"{', '.join(sorted(names))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            updates[key] = merge(current, value, f"{where}.{key}")
+            updates[key] = merge(current, value, where, dotted)
         else:
-            updates[key] = _coerce(value, hints[key], f"{where}.{key}")
+            updates[key] = _coerce(value, hints[key], where, dotted)
     return dataclasses.replace(obj, **updates)
 
 

@@ -40,7 +40,7 @@ from recognizer.training.distributed import all_gather_plain, gather_outputs, sy
 from recognizer.training.ema import WeightAverage
 from recognizer.training.optimizers import Optimizers, split_groups, step_all
 from recognizer.training.provenance import data_record, write_provenance
-from recognizer.training.run_log import EpochLog, bars_wanted
+from recognizer.training.run_log import EpochLog, StepLog, bars_wanted
 from recognizer.training.run_setup import prepare_run, resolve_device
 from recognizer.training.speed import amp_dtype, apply_fast_path, autocast, fp32_outputs, loader_options
 
@@ -371,8 +371,11 @@ def _track(iterable, description: str, enabled: bool):
 
 
 def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoader, opt, scaler,
-                    epoch: int, progress: bool, ema: WeightAverage | None = None) -> dict[str, float]:
+                    epoch: int, progress: bool, ema: WeightAverage | None = None,
+                    steps: StepLog | None = None) -> dict[str, float]:
     model.train()
+    if steps is not None:
+        steps.start_epoch(epoch)
     parts.encoder.train()  # a frozen encoder stays in eval mode
     loader.sampler.set_epoch(epoch)
     loader.dataset.set_epoch(epoch)
@@ -419,6 +422,8 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
             sums[k] = sums.get(k, 0.0) + v.item() * len(y)
         sums["correct"] = sums.get("correct", 0.0) + (out["logits"].argmax(1) == y).sum().item()
         n_seen += len(y)
+        if steps is not None:  # the expected-duration line, and progress lines in a log
+            steps.step(len(y) * env.world)
     elapsed = time.perf_counter() - t0
     if env.world > 1:  # train accuracy over all ranks' samples (the loss terms are global already)
         counts = torch.tensor([sums.get("correct", 0.0), float(n_seen)], dtype=torch.float64)
@@ -519,11 +524,12 @@ def write_scores(run: Path, tag: str, scores: np.ndarray, labels: np.ndarray, na
 
 
 def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True, extend_to: int | None = None) -> dict:
+          progress: bool = True, extend_to: int | None = None, progress_every: float = 30.0) -> dict:
     """Train (or resume) a run in folder `out`; returns the metrics written to metrics.json.
 
     With `resume`, the run's own config (from its checkpoint) governs everything, the environment
     included; `extend_to` then continues a run to that many epochs (the schedule goes on unchanged).
+    `progress_every`: seconds between the progress lines inside an epoch when the output is not a terminal.
     """
     run = Path(out)
     cfg, state = prepare_run(cfg, run, resume, extend_to)  # every rank checks: no rank is left waiting
@@ -568,6 +574,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
                        f"{parts.bundle.name}, {cfg.optim.epochs} epochs, device {env.device}")
         writer = _tensorboard(run)
     end = cfg.optim.epochs if stop_after is None else min(cfg.optim.epochs, start + stop_after)
+    steps = StepLog(epoch_log, len(train_loader), end, start, periodic=not bars_wanted(progress, console),
+                    every_s=progress_every) if env.main else None
     for epoch in range(start, end):
         factor = lr_factor(cfg, epoch, cfg.optim.batch_size)
         for g in opt.param_groups:
@@ -575,7 +583,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         lr = cfg.optim.lr * factor
         grad_epochs = cfg.model.interaction_grad_epochs
         unwrap(model).interaction_grad = cfg.model.interaction_grad if not grad_epochs or epoch < grad_epochs else 1.0
-        stats = train_one_epoch(model, parts, cfg, env, train_loader, opt, scaler, epoch, progress, ema)
+        stats = train_one_epoch(model, parts, cfg, env, train_loader, opt, scaler, epoch, progress, ema, steps)
         if not parts.encoder.frozen:  # class and part embeddings from the fine-tuned weights
             parts.bank = parts.bank.refresh(parts.encoder)
         stats.update(epoch=epoch + 1, lr=lr, logit_scale=float(unwrap(model).scale.detach()))

@@ -24,7 +24,7 @@ def test_round_trip_through_yaml():
 
 
 def test_bad_configs_are_named(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key 'lrr'"):
+    with pytest.raises(ConfigError, match="unknown key 'optim.lrr'"):
         resolve("synthetic", overrides=["optim.lrr=1"])
     with pytest.raises(ConfigError, match="optim.epochs: expected int"):
         resolve("synthetic", overrides=["optim.epochs=many"])

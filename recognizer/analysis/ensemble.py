@@ -113,6 +113,20 @@ def default_weights(runs: list[RunScores]) -> list[float]:
     return [STREAM_WEIGHTS.get(r.stream, 1.0) for r in runs]
 
 
+def parse_weights(text: str) -> list[float]:
+    """--weights 1,0.5: one finite number per run."""
+    out = []
+    for item in text.split(","):
+        try:
+            out.append(float(item))
+        except ValueError:
+            raise EnsembleError(f"--weights {text}: {item.strip()!r} is not a number (give one number per run, "
+                                "e.g. --weights 0.6,0.4)") from None
+        if not np.isfinite(out[-1]):
+            raise EnsembleError(f"--weights {text}: {item.strip()!r} must be a finite number")
+    return out
+
+
 def ensemble_cli(
     run_dirs: list[Path] = typer.Argument(..., help="run folders (scores_test.npy, ...)"),
     weights: str = typer.Option(None, help="comma-separated, one per run (default by stream)"),
@@ -120,7 +134,11 @@ def ensemble_cli(
     out: Path = typer.Option(None, help="also write the result as JSON (runs, weights, top-1/top-5)"),
 ) -> None:
     """Combine saved test scores of several runs; print top-1/top-5 per run and for the ensemble."""
+    from corpus.overwrite import OverwriteError, refuse_output
+
     try:
+        if out is not None:
+            refuse_output(out, "--out")
         runs = [load_run(r, "test") for r in run_dirs]
         check_aligned(runs)
         if search_val and weights:
@@ -130,12 +148,12 @@ def ensemble_cli(
             check_aligned(val)
             w = search_weights(val)
         elif weights:
-            w = [float(x) for x in weights.split(",")]
+            w = parse_weights(weights)
             if len(w) != len(runs):
                 raise EnsembleError(f"{len(w)} weights for {len(runs)} runs")
         else:
             w = default_weights(runs)
-    except (EnsembleError, ValueError) as e:
+    except (EnsembleError, ValueError, OverwriteError) as e:
         console.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(2) from None
     table = Table("run", "stream", "weight", "top-1 %", "top-5 %", title=f"ensemble of {len(runs)} runs")

@@ -122,6 +122,43 @@ def dataset_of(trained: Trained, data_root: str | None = None) -> DatasetBundle:
     return bundle
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k != "options":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def edited_config_note(run: str | Path) -> str | None:
+    """When RUN/config.yaml no longer matches the config stored in the checkpoint (someone edited it), the
+    keys that differ and which one wins: the checkpoint's, since the weights were trained under it."""
+    import yaml
+
+    from recognizer.config import ConfigError, to_dict
+
+    run = Path(run)
+    folder, ckpt_file = run / "config.yaml", run / "checkpoint.pt"
+    if not run.is_dir() or not folder.is_file() or not ckpt_file.is_file():
+        return None
+    stored = _flat(to_dict(from_yaml_text(load_checkpoint(ckpt_file)["config"])))
+    try:
+        edited = _flat(to_dict(from_yaml_text(folder.read_text(encoding="utf-8"))))
+    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as e:
+        edited, why = {}, f" ({str(e).splitlines()[0]})"
+    else:
+        why = ""
+    differ = sorted(k for k in stored.keys() | edited.keys() if stored.get(k) != edited.get(k)) if edited else []
+    if not differ and not why:
+        return None
+    keys = ", ".join(differ[:6]) + (f", ... ({len(differ)})" if len(differ) > 6 else "")
+    what = f"differs from the config stored in checkpoint.pt in {keys}" if differ else f"is unreadable{why}"
+    return (f"{folder} {what}; the checkpoint's config is used (the weights were trained under it)"
+            + ("; a dataset that moved is given with --data-root" if "data.root" in differ else ""))
+
+
 def evaluate_run(run: str | Path, data_root: str | None = None, device: str = "cpu") -> dict:
     """Re-run the test split through a trained run; writes scores_test.npy and eval.json."""
     from recognizer.train import Env, accuracy_summary, make_loader_for, predict, write_scores

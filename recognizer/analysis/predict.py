@@ -198,6 +198,8 @@ def _read_all(files: list[str | Path], trained, layout: Layout,
             continue
         for clip in found:
             try:
+                if not np.any(clip.data):
+                    raise ClipError(f"{clip.source}: every coordinate is zero: there is no skeleton to recognise")
                 fitted = centred(fit_layout(clip, shape, layout), clip, centre, layout)
                 inputs.append(preprocess(fitted, trained.cfg, layout))
             except ClipError as e:
@@ -211,10 +213,25 @@ def _read_all(files: list[str | Path], trained, layout: Layout,
     return clips, inputs, warnings
 
 
+def score_rule(model) -> str:
+    """What the probabilities are the softmax of, in words (the run's inference rule)."""
+    w_logits, w_sim = (float(v) for v in model.fusion)
+    if w_sim == 0:
+        return "softmax of the classification head's logits"
+    if w_logits == 0:
+        return "softmax of scale x cosine similarity to the class texts"
+    return f"softmax of head logits + {w_sim:g} x scale x cosine similarity to the class texts"
+
+
 @torch.no_grad()
 def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 5, device: str = "cpu",
                   batch_size: int = 32, on_error=None, on_note=None) -> list[dict]:
     """One record per clip: source, true class (when known) and the top-k classes with probabilities.
+
+    A probability is the softmax over all classes of the model's inference scores (`score_rule`): the
+    model's own confidence, not a calibrated probability; a model that fits its training clips closely is
+    confident on any clip, right or wrong (the run's test accuracy says how often it is right). Each entry
+    also holds the raw score.
 
     `on_error(message)`, when given, receives each clip that cannot be read or does not fit, and the
     others are still predicted (a batch of files is not lost to one bad clip); without it, ClipError.
@@ -225,6 +242,8 @@ def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 
 
     if not files:
         raise ClipError("give at least one clip")
+    if top_k < 1:
+        raise ClipError(f"--top-k {top_k}: must be at least 1 (the classes to show per clip)")
     trained = load_trained(checkpoint, device)
     if trained.unfinished and on_note is not None:
         on_note(trained.unfinished)
@@ -237,11 +256,12 @@ def predict_files(checkpoint: str | Path, files: list[str | Path], top_k: int = 
         model = trained.model
         with autocast(x.device, amp_dtype(trained.cfg.run.amp, x.device)):  # the run's own path (run.amp)
             out = fp32_outputs(model(x))
-        prob = torch.softmax(model.scores(out), dim=1).cpu()
-        p, idx = prob.topk(k, dim=1)
+        scores = model.scores(out).float().cpu()  # (B, C)
+        p, idx = torch.softmax(scores, dim=1).topk(k, dim=1)
         for j, clip in enumerate(clips[start : start + batch_size]):
-            rec = {"source": clip.source, "top": [{"class": trained.class_names[int(c)], "id": int(c),
-                                                   "probability": float(q)} for q, c in zip(p[j], idx[j])]}
+            rec = {"source": clip.source, "scores": score_rule(model),
+                   "top": [{"class": trained.class_names[int(c)], "id": int(c), "probability": float(q),
+                            "score": float(scores[j, c])} for q, c in zip(p[j], idx[j])]}
             if clip.label is not None:
                 rec["true"] = clip.label
             if warnings[start + j]:

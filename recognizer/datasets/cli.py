@@ -23,10 +23,36 @@ console = Console()
 SAMPLE_CLIPS = 1000  # value ranges are measured on at most this many clips per split
 
 
+OVERWRITE = typer.Option(False, "--overwrite", help="replace the dataset that --out holds already (without it, only a "
+                         "rerun of the same import may replace its own output)")
+
+
+def _made_by(command: str, src: Path, **options) -> dict:
+    """What this call is, as meta.json records it: a rerun of the same call may replace its own output."""
+    return {"command": command, "source": str(Path(src).resolve()), **options}
+
+
+def _guard(out: Path, made_by: dict, overwrite: bool) -> None:
+    from corpus.overwrite import refuse_other_dataset
+
+    refuse_other_dataset(out, made_by, overwrite)
+
+
+def _stamp(out: Path, made_by: dict) -> Path:
+    """Record `made_by` in the meta.json the importer has just written."""
+    import json
+
+    from recognizer.datasets.native import save_json
+
+    meta = json.loads((out / META).read_text(encoding="utf-8"))
+    save_json(out / META, {**meta, "made_by": made_by})
+    return out
+
+
 def _fail(e: Exception) -> None:
-    if isinstance(e, OSError):  # e.g. an output folder that is read-only
-        e = f"{e.filename or 'output folder'}: {e.strerror or e}"
-    console.print(f"[red]error:[/red] {e}", highlight=False)
+    if isinstance(e, OSError) and e.strerror:  # e.g. an output folder that is read-only
+        e = f"{e.filename or 'output folder'}: {e.strerror}"
+    console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -39,12 +65,13 @@ def prepare_ntu_command(
     strict: bool = typer.Option(False, help="exit 1 when any sample was bad (they are skipped either way)"),
     limit: int = typer.Option(None, help="parse at most this many files now; run again to resume"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Parse, denoise, centre and split raw NTU RGB+D files; resumes an interrupted run."""
     from recognizer.datasets.ntu import prepare_ntu
 
     try:
-        r = prepare_ntu(raw, out, benchmark, workers or None, progress=not quiet, limit=limit)
+        r = prepare_ntu(raw, out, benchmark, workers or None, progress=not quiet, limit=limit, overwrite=overwrite)
     except (DatasetError, OSError) as e:
         _fail(e)
     if not r.complete:
@@ -80,12 +107,15 @@ def import_npz_command(
     src: Path = typer.Argument(..., help="CTR-GCN .npz (x_train, y_train, x_test, y_test)"),
     out: Path = typer.Option(..., help="native output folder"),
     classes: str = typer.Option("ntu60", help="class names: ntu60, ntu120 or a file with one per line"),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Convert CTR-GCN's processed NTU file into the (memory-mappable) native format."""
     from recognizer.datasets.importers import import_npz
 
     try:
-        console.print(f"wrote {import_npz(src, out, classes)}")
+        made_by = _made_by("import-npz", src, classes=classes)
+        _guard(out, made_by, overwrite)
+        console.print(f"wrote {_stamp(import_npz(src, out, classes), made_by)}")
     except (DatasetError, OSError) as e:
         _fail(e)
 
@@ -98,13 +128,16 @@ def import_pyskl_command(
     trust_pickle: bool = typer.Option(False, help="required: unpickling can run code from the file"),
     splits: str = typer.Option(None, help="e.g. train=xsub_train,test=xsub_val (default: guessed)"),
     layout: str = typer.Option(None, help="joint layout (default by joint count: ntu25, ucla20, coco17)"),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Convert a PYSKL annotation pickle into the native format."""
     from recognizer.datasets.importers import import_pyskl
 
     mapping = dict(part.split("=", 1) for part in splits.split(",")) if splits else None
     try:
-        console.print(f"wrote {import_pyskl(src, out, classes, trust_pickle, mapping, layout)}")
+        made_by = _made_by("import-pyskl", src, classes=classes, splits=splits, layout=layout)
+        _guard(out, made_by, overwrite)
+        console.print(f"wrote {_stamp(import_pyskl(src, out, classes, trust_pickle, mapping, layout), made_by)}")
     except (DatasetError, OSError) as e:
         _fail(e)
 
@@ -114,12 +147,15 @@ def import_ucla_command(
     src: Path = typer.Argument(..., help="NW-UCLA all_sqe folder"),
     out: Path = typer.Option(..., help="native output folder"),
     limit: int = typer.Option(None, help="convert only the first N clips (a small example)"),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Convert NW-UCLA JSON clips into the native format."""
     from recognizer.datasets.importers import import_ucla
 
     try:
-        console.print(f"wrote {import_ucla(src, out, limit)}")
+        made_by = _made_by("import-ucla", src, limit=limit)
+        _guard(out, made_by, overwrite)
+        console.print(f"wrote {_stamp(import_ucla(src, out, limit), made_by)}")
     except (DatasetError, OSError) as e:
         _fail(e)
 
@@ -449,10 +485,14 @@ def import_text_command(
     classes: Path = typer.Option(None, help="file with one class name per line (default: the folder names, sorted)"),
     centre: str = typer.Option("first-frame", help="first-frame (as the built-in datasets) | none"),
     corpus: str = typer.Option(None, help="prompt corpus for these classes (written to meta.json)"),
+<<<<<<< HEAD
     name: str = typer.Option(None, help="dataset name in meta.json, run logs and `pcle runs` (default: SRC's "
                                         "folder name)"),
     drop_zero_frames: bool = typer.Option(False, help="remove frames whose numbers are all zero (a lost body)"),
     skip_zero_clips: bool = typer.Option(False, help="leave out clips that hold only zeros (listed when done)"),
+=======
+    overwrite: bool = OVERWRITE,
+>>>>>>> f77696a (One overwrite rule in one place (recognizer/overwrite.py): predict --json, curves/tsne/ensemble/zeroshot --out, prompts export/import/generate/cache export never replace a curated corpus or a file a run folder owns; prompts import refuses a hand-edited corpus without --overwrite-edits; data import-*/prepare-ntu refuse a folder holding another dataset (made_by in meta.json) without --overwrite; prompts export makes missing folders; predict: --top-k >= 1, all-zero clips refused, probabilities say what they are (softmax of the inference scores, raw score in JSON); evaluate warns when RUN/config.yaml differs from the checkpoint's; ensemble --weights names the option)
 ) -> None:
     """Convert plain-text skeleton files (one frame or one joint per line) into the native format."""
     from recognizer.datasets.base import CENTRINGS
@@ -467,6 +507,7 @@ def import_text_command(
             if not classes.is_file():
                 raise DatasetError(f"{classes}: class list not found")
             names = [n.strip() for n in classes.read_text(encoding="utf-8").splitlines() if n.strip()]
+<<<<<<< HEAD
         r = import_text(src, out, lay, per_line, per_joint, channels, skip, pattern, names, centre, corpus, name,
                         drop_zero_frames, skip_zero_clips)
         if drop_zero_frames:
@@ -478,4 +519,14 @@ def import_text_command(
         console.print(f"wrote {r.clips} clips to {r.path}; check it with `pcle data check {r.path}`",
                       highlight=False)
     except DatasetError as e:
+=======
+        made_by = _made_by("import-text", src, layout=layout, per_line=per_line, per_joint=per_joint, channels=channels,
+                           skip=skip, pattern=pattern, classes=str(classes) if classes else None, centre=centre,
+                           corpus=corpus)
+        _guard(out, made_by, overwrite)
+        path = _stamp(import_text(src, out, lay, per_line, per_joint, channels, skip, pattern, names, centre, corpus),
+                      made_by)
+        console.print(f"wrote {path}; check it with `pcle data check {path}`")
+    except (DatasetError, OSError) as e:
+>>>>>>> f77696a (One overwrite rule in one place (recognizer/overwrite.py): predict --json, curves/tsne/ensemble/zeroshot --out, prompts export/import/generate/cache export never replace a curated corpus or a file a run folder owns; prompts import refuses a hand-edited corpus without --overwrite-edits; data import-*/prepare-ntu refuse a folder holding another dataset (made_by in meta.json) without --overwrite; prompts export makes missing folders; predict: --top-k >= 1, all-zero clips refused, probabilities say what they are (softmax of the inference scores, raw score in JSON); evaluate warns when RUN/config.yaml differs from the checkpoint's; ensemble --weights names the option)
         _fail(e)

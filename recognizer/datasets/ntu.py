@@ -273,8 +273,11 @@ def default_workers() -> int:
 
 def prepare_ntu(raw: str | Path, out: str | Path, benchmark: str, workers: int | None = None,
                 progress: bool = True, limit: int | None = None, t_max: int = T_MAX,
-                on_parsed: Callable[[int], None] | None = None) -> PrepareResult:
-    """Parse, denoise and split a raw tree; resumable. `limit` parses at most that many files now."""
+                on_parsed: Callable[[int], None] | None = None, overwrite: bool = False) -> PrepareResult:
+    """Parse, denoise and split a raw tree; resumable. `limit` parses at most that many files now.
+
+    Benchmark folders already in `out` that another raw tree (or other settings) made are refused unless
+    `overwrite` (recognizer/overwrite.py)."""
     if benchmark not in BENCHMARKS:
         raise DatasetError(f"unknown benchmark '{benchmark}' (ntu60, ntu120)")
     start = time.perf_counter()
@@ -284,6 +287,7 @@ def prepare_ntu(raw: str | Path, out: str | Path, benchmark: str, workers: int |
     names = [p.stem for p in tree.files]
     if _is_complete(out, benchmark, names):
         return _finished(out, benchmark, names, tree, 0, start)
+    _refuse_others(out, benchmark, names, t_max, overwrite)
     work = _Work(out, benchmark, names, t_max)
     resumed = len(work.done)
     todo = [i for i in range(len(names)) if i not in work.done][:limit]
@@ -342,7 +346,7 @@ def _assemble(work: _Work, classes: list[str], raw: str) -> None:
         meta = make_meta(f"{work.benchmark}-{protocol}", classes, NTU25, ["train", "test"],
                          source={"raw": raw, "benchmark": work.benchmark, "protocol": protocol,
                                  "names_sha1": names_digest(work.names), "t_max": work.t_max})
-        save_json(dest / META, meta)
+        save_json(dest / META, {**meta, "made_by": _made_by(work.benchmark, work.names, work.t_max)})
 
 
 def _compact(src: Path, target: Path, rows: list[int], chunk: int = 256) -> None:
@@ -354,6 +358,21 @@ def _compact(src: Path, target: Path, rows: list[int], chunk: int = 256) -> None
     dst.flush()
     del dst
     os.replace(tmp, target)
+
+
+def _made_by(benchmark: str, names: list[str], t_max: int) -> dict:
+    return {"command": "prepare-ntu", "benchmark": benchmark, "names_sha1": names_digest(names), "t_max": t_max}
+
+
+def _refuse_others(out: Path, benchmark: str, names: list[str], t_max: int, overwrite: bool) -> None:
+    """`out` must not be a dataset itself, nor hold benchmark folders made from other files."""
+    from corpus.overwrite import OverwriteError, refuse_other_dataset
+
+    if (out / META).is_file() and not overwrite:
+        raise OverwriteError(f"{out}: holds a native dataset (meta.json); prepare-ntu writes one folder per "
+                             "benchmark inside --out: choose another --out, or pass --overwrite")
+    for protocol in BENCHMARKS[benchmark]:
+        refuse_other_dataset(out / f"{benchmark}-{protocol}", _made_by(benchmark, names, t_max), overwrite)
 
 
 def _report_path(out: Path, benchmark: str) -> Path:

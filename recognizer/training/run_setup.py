@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -46,12 +48,83 @@ _MINIMUM = [("model", "width", 1), ("model", "kernel", 1), ("model", "heads", 1)
             ("prompt", "n_ctx", 1), ("prompt", "train_classes", 0)]
 
 
+# keys whose value is one of a few names: checked before anything is built or any folder is made
+CHOICES = {
+    "data.clip.stream": ("joint", "bone", "joint_motion", "bone_motion"),
+    "data.clip.mode": ("crop", "sample"),
+    "data.clip.normalize": ("none", "minmax"),
+    "model.bridger_mode": ("text", "learned"),
+    "model.scale_mode": ("exp", "linear"),
+    "model.inference": ("auto", "logits", "similarity", "fusion"),
+    "text.encoder": ("minilm", "clip", "bert", "tiny-bert", "tiny-clip", "clip-b32-random"),
+    "optim.schedule": ("step", "cosine"),
+    "run.amp": ("auto", "bf16", "fp16", "off"),
+}
+# (key, test, what it must be): values that train without an error but mean nothing (a negative margin)
+_RANGES = [
+    ("loss.margin", lambda v: v >= 0, "at least 0 (a cosine-similarity margin)"),
+    ("loss.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("loss.alpha", lambda v: v >= 0, "at least 0"), ("loss.alpha_after", lambda v: v >= 0, "at least 0"),
+    ("loss.beta", lambda v: v >= 0, "at least 0"),
+    ("model.init_temperature", lambda v: v > 0, "positive"), ("model.max_logit_scale", lambda v: v > 0, "positive"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"), ("optim.weight_decay", lambda v: v >= 0, "at least 0"),
+    ("optim.gamma", lambda v: v > 0, "positive"), ("prompt.ctx_lr", lambda v: v >= 0, "at least 0"),
+    ("text.lr_ratio", lambda v: v >= 0, "at least 0"), ("text.max_length", lambda v: v >= 1, "at least 1"),
+    ("text.tiny_dim", lambda v: v >= 1, "at least 1"),
+]
+
+
+def _value(cfg: Config, dotted: str):
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def text_width(cfg: Config) -> int | None:
+    """The text embedding width the run's encoder will have (None when its checkpoint cannot tell)."""
+    import json
+
+    kind = cfg.text.encoder
+    if kind in ("tiny-bert", "tiny-clip"):
+        return cfg.text.tiny_dim
+    fixed = {"minilm": 384, "clip-b32-random": 512}
+    if kind in fixed:
+        return fixed[kind]
+    try:
+        conf = json.loads((Path(cfg.text.path or "").expanduser() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # build_text_encoder names the missing checkpoint
+    conf = conf.get("text_config", conf) if kind == "clip" and "projection_dim" not in conf else conf
+    return conf.get("projection_dim" if kind == "clip" else "hidden_size")
+
+
+def check_heads(cfg: Config) -> None:
+    """Bridger and cross-modality attention split the text width over model.heads heads."""
+    width = text_width(cfg)
+    if not (cfg.model.bridger or cfg.model.interaction) or width is None or width % cfg.model.heads == 0:
+        return
+    allowed = ", ".join(str(h) for h in range(1, min(width, 64) + 1) if width % h == 0)
+    raise ConfigError(f"model.heads={cfg.model.heads}: must divide the text embedding width {width} of "
+                      f"text.encoder={cfg.text.encoder} (allowed: {allowed}, ...)")
+
+
 def check_config(cfg: Config) -> None:
-    """Reject values that would crash deep inside torch (a zero-width model, negative epochs)."""
+    """Reject values that would crash deep inside torch (a zero-width model, negative epochs), or that would
+    fail only after the run folder is made (an unknown stream, a misspelt inference rule), or mean nothing."""
     for section, key, low in _MINIMUM:
         value = getattr(getattr(cfg, section), key)
         if value < low:
             raise ConfigError(f"{section}.{key}={value}: must be at least {low}")
+    for key, allowed in CHOICES.items():
+        if _value(cfg, key) not in allowed:
+            raise ConfigError(f"{key}={_value(cfg, key)!r}: must be one of {', '.join(allowed)}")
+    for key, ok, what in _RANGES:
+        if not ok(_value(cfg, key)):
+            raise ConfigError(f"{key}={_value(cfg, key)}: must be {what}")
+    if set(cfg.data.clip.rotation_axes) - set("xyz"):
+        raise ConfigError(f"data.clip.rotation_axes={cfg.data.clip.rotation_axes!r}: use only the letters x, y, z")
+    check_heads(cfg)
     if cfg.data.clip.window < 1:
         raise ConfigError(f"data.clip.window={cfg.data.clip.window}: must be at least 1")
     if not cfg.optim.lr > 0:
@@ -110,6 +183,24 @@ def check_folder(run: Path) -> None:
     if left:
         raise FileExistsError(f"{run}: holds {' and '.join(left)} of an earlier run that ended before its first "
                               "checkpoint; delete the folder or choose another --out")
+
+
+@contextmanager
+def discard_unstarted(run: Path, keep: bool = False):
+    """If the body fails (an error, Ctrl-C, SIGTERM) before the run's first checkpoint, remove what it wrote
+    into `run` (config.yaml, logs, tb/: nothing a rerun needs), so that the same command can start again.
+    Files that were there before are left alone; `keep` turns this off (a resumed run, a DDP worker)."""
+    run = Path(run)
+    before = set(run.iterdir()) if run.is_dir() else None
+    try:
+        yield
+    except BaseException:
+        if not keep and not (run / "checkpoint.pt").is_file() and run.is_dir():
+            for path in set(run.iterdir()) - (before or set()):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if before is None and not any(run.iterdir()):
+                run.rmdir()
+        raise
 
 
 def resumed_config(run: Path, extend_to: int | None = None) -> tuple[Config, dict]:

@@ -35,9 +35,12 @@ def zeroshot_command(
     device: str = typer.Option("cpu", help="cpu | cuda"),
 ) -> None:
     """ZSL top-1/top-5 on unseen classes, GZSL seen/unseen/H and base-to-new accuracy of trained runs."""
+    from corpus.overwrite import refuse_output
     from recognizer.zeroshot.evaluate import evaluate_or_reuse, find_runs, write_tables
 
     with clean_errors():
+        if out:
+            refuse_output(Path(out) / "zeroshot.json", "--out")
         records = []
         for run in find_runs([str(r) for r in runs]):
             records += evaluate_or_reuse(run, list(text or []) or None, gamma, parts, template, log=console.print,
