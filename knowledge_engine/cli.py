@@ -431,6 +431,10 @@ def lint(
     part texts, copies of a template's example, lengths. Exit 1 on errors, 0 on warnings only."""
     from knowledge_engine.lint import LintOptions, counts, lint_corpus
 
+    if not err.is_terminal:  # no "Loading weights" bar in a log or a pipe (README: bars on a terminal only)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     names = load_classes(class_file(dataset, classes)) if (dataset or classes) else None
     issues = lint_corpus(corpus, LintOptions(threshold, encoder, encoder_path), names)
     summary = counts(issues)

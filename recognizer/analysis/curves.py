@@ -44,17 +44,25 @@ def run_names(runs: list[str | Path]) -> list[str]:
 
 def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> dict:
     """Two panels (top-1 vs epoch, vs training minutes); writes OUT (PNG) and OUT.json (the numbers)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not runs:
         raise ValueError("give at least one run folder")
     names = labels or run_names(runs)
     if len(set(names)) != len(names):
         raise ValueError(f"--labels: give each run its own label (got {', '.join(names)})")
     data = {name: curve(read_log(r)) for name, r in zip(names, runs, strict=True)}
+    out = save_figure(curves_figure(data), out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
+    return data
+
+
+def curves_figure(data: dict[str, dict]):
+    """Top-1 per epoch (integer ticks: epochs are whole) and per training minute."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for name, c in data.items():
         line = axes[0].plot(c["epoch"], c["test_top1"], marker="o", ms=3, label=f"{name} test")[0]
@@ -65,10 +73,9 @@ def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | Non
     axes[1].set(xlabel="training minutes (sum of epoch times)", title="accuracy per minute")
     for ax in axes:
         ax.grid(alpha=0.3)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8)
-    out = save_figure(fig, out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
-    return data
+    return fig
 
 
 DIAGNOSTICS = (("contrastive_after", "contrastive loss after interaction / ln C (1 = chance)"),

@@ -90,8 +90,44 @@ def part_of(layout: Layout) -> list[str | None]:
     return out
 
 
+# label positions tried in turn (points from the joint): up-right first, then around it, farther and farther
+_LABEL_SPOTS = [(d * np.cos(a), d * np.sin(a)) for d in (11.0, 16.0, 22.0, 30.0, 40.0)
+                for a in np.linspace(np.pi / 4, 2 * np.pi + np.pi / 4, 8, endpoint=False)]
+MARKER_SIZE = 120  # joint dots, points^2
+
+
+def place_labels(fig, ax, xy: np.ndarray) -> list:
+    """Number every joint where its label overlaps no other joint's dot and no earlier label (dense hands
+    fan out instead of printing over each other): the first free spot of `_LABEL_SPOTS`, measured on the
+    drawn figure."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    r = 0.5 * np.sqrt(MARKER_SIZE) * fig.dpi / 72  # a dot's radius in pixels
+    placed = [Bbox.from_extents(px - r, py - r, px + r, py + r) for px, py in ax.transData.transform(xy)]
+    texts = []
+    for j, (x, y) in enumerate(xy):
+        for spot in _LABEL_SPOTS:
+            text = ax.annotate(str(j), (x, y), xytext=spot, textcoords="offset points", fontsize=9, zorder=4,
+                               ha="center", va="center")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) or spot == _LABEL_SPOTS[-1]:
+                break
+            text.remove()
+        placed.append(box)
+        texts.append(text)
+    return texts
+
+
 def draw_layout(layout: Layout, out: str | Path, pose: np.ndarray | None = None, title: str | None = None,
                 dpi: int = 100) -> Path:
+    from recognizer.analysis.report import save_figure
+
+    return save_figure(layout_figure(layout, pose, title, dpi), out, dpi)
+
+
+def layout_figure(layout: Layout, pose: np.ndarray | None = None, title: str | None = None, dpi: int = 100):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,10 +141,8 @@ def draw_layout(layout: Layout, out: str | Path, pose: np.ndarray | None = None,
     for c, p in layout.inward:
         ax.plot(*xy[[c, p]].T, color="#555555", lw=2, zorder=1)
     colours = [PART_COLOURS.get(g, OTHER) if g else OTHER for g in groups]
-    ax.scatter(*xy.T, s=120, c=colours, edgecolors="black", linewidths=0.6, zorder=2)
+    ax.scatter(*xy.T, s=MARKER_SIZE, c=colours, edgecolors="black", linewidths=0.6, zorder=2)
     ax.scatter(*xy[layout.center], s=420, facecolors="none", edgecolors="red", linewidths=1.6, zorder=3)
-    for j, (x, y) in enumerate(xy):
-        ax.annotate(str(j), (x, y), xytext=(6, 4), textcoords="offset points", fontsize=9, zorder=4)
     pad = 0.08 * span
     ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + 2 * pad)
     ax.set_ylim(xy[:, 1].min() - pad, xy[:, 1].max() + pad)
@@ -119,9 +153,8 @@ def draw_layout(layout: Layout, out: str | Path, pose: np.ndarray | None = None,
                           label=f"centre joint ({layout.center})"))
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize=8, frameon=False)
     ax.set_title(title or f"{layout.name}: {layout.num_joints} joints", fontsize=11)
-    from recognizer.analysis.report import save_figure
-
-    return save_figure(fig, out, dpi)
+    place_labels(fig, ax, xy)  # last: the axes' limits and size are final
+    return fig
 
 
 def joint_rows(layout: Layout) -> list[tuple[str, str, str, str]]:

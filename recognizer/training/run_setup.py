@@ -34,8 +34,9 @@ def resolve_device(want: str) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else "a CUDA build, but no GPU is visible"
-            raise ValueError(f"device '{want}': this torch {torch.__version__} is {build}; use cpu (run.device=cpu / "
-                             "--device cpu) or install a CUDA build (README: TORCH_INDEX)")
+            raise ValueError(f"device '{want}': this torch {torch.__version__} is {build}; use cpu "
+                             "(--set run.device=cpu for pcle train; --device cpu for evaluate, predict, tsne, "
+                             "zeroshot) or install a CUDA build (README: TORCH_INDEX)")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device '{want}': only {torch.cuda.device_count()} GPU(s) visible")
     return device

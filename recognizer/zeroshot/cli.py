@@ -36,9 +36,16 @@ def zeroshot_command(
 ) -> None:
     """ZSL top-1/top-5 on unseen classes, GZSL seen/unseen/H and base-to-new accuracy of trained runs."""
     from corpus.overwrite import refuse_output
+    from recognizer.training.run_log import quiet_library_bars
     from recognizer.zeroshot.evaluate import evaluate_or_reuse, find_runs, write_tables
+    from recognizer.zeroshot.text import TEXT_MODES
 
     with clean_errors():
+        bad = [m for m in text or [] if m not in TEXT_MODES]
+        if bad:  # before any encoder is loaded
+            raise ValueError(f"--text {bad[0]}: unknown text mode (choose from {', '.join(TEXT_MODES)})")
+        if not console.is_terminal:
+            quiet_library_bars()  # no "Loading weights" bar in a log
         if out:
             refuse_output(Path(out) / "zeroshot.json", "--out")
         records = []

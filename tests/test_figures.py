@@ -1,0 +1,46 @@
+"""Figures a person reads: joint numbers that never print over each other, whole epochs on the x axis."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from recognizer.analysis.curves import curve, curves_figure, read_log
+from recognizer.datasets.layout_figure import layout_figure, rest_pose
+from recognizer.method.graph import LAYOUTS
+
+
+def _overlaps(fig) -> list[tuple[str, str]]:
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    texts = fig.axes[0].texts
+    boxes = [t.get_window_extent(r) for t in texts]
+    return [(texts[i].get_text(), texts[j].get_text()) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+            if boxes[i].overlaps(boxes[j])]
+
+
+def test_joint_labels_of_a_dense_hand_do_not_overlap():
+    """As in a real NTU clip: both hands' joints (7, 11, 21-24) a few millimetres apart."""
+    layout = LAYOUTS["ntu25"]
+    pose = rest_pose(layout).astype(float)
+    rng = np.random.default_rng(0)
+    for wrist, joints in ((6, (7, 21, 22)), (10, (11, 23, 24))):
+        pose[list(joints)] = pose[wrist] + rng.normal(scale=0.01, size=(3, 2)) * np.ptp(pose, axis=0).max()
+    fig = layout_figure(layout, pose)
+    assert sorted(int(t.get_text()) for t in fig.axes[0].texts) == list(range(25))
+    assert _overlaps(fig) == []
+    for name in ("ucla20", "coco17"):
+        assert _overlaps(layout_figure(LAYOUTS[name])) == []
+
+
+def test_curves_have_whole_epoch_ticks(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    log = [{"epoch": e, "test_top1": 10.0 * e, "epoch_seconds": 30.0} for e in (1, 2, 3)]
+    (run / "log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in log))
+    fig = curves_figure({"run": curve(read_log(run))})
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
