@@ -313,7 +313,7 @@ def runs_command(
     markdown: bool = typer.Option(False, "--markdown", help="print a Markdown table"),
 ) -> None:
     """Compare runs side by side: top-1/top-5 (mean ± std over seeds), speed, config differences."""
-    from recognizer.analysis.runs import COLUMNS, NUMERIC_COLUMNS, compare_runs, display_row, to_csv, to_markdown
+    from recognizer.analysis.runs import compare_runs, to_csv, to_markdown
 
     with clean_errors():
         if csv_out and markdown:
@@ -323,12 +323,28 @@ def runs_command(
             typer.echo(to_csv(rows) if csv_out else to_markdown(rows), nl=False)
             return
         n = sum(r["runs"] for r in rows)
-        table = Table(title=f"{n} runs in {len(rows)} rows (differences: from the first row)")
-        for col in COLUMNS:
-            table.add_column(col, justify="right" if col in NUMERIC_COLUMNS else "left")
-        for r in rows:
-            table.add_row(*display_row(r))
+        print_runs(f"{n} runs in {len(rows)} rows (differences: from the first row)", rows)
+
+
+def print_runs(title: str, rows: list[dict]) -> None:
+    """The comparison table; narrower than its natural width (80 columns, a pipe), the run folders lose their
+    common prefix, shared columns move into the title and the differences go under the table."""
+    from recognizer.analysis.narrow import fits, folder_prefix, print_table, table_of
+    from recognizer.analysis.runs import COLUMNS, NUMERIC_COLUMNS, display_row
+
+    numeric = set(NUMERIC_COLUMNS)  # the last column is "differences"
+    cells = [display_row(r) for r in rows]
+    table = table_of(title, list(COLUMNS), cells, numeric)
+    if fits(console, table):
         console.print(table)
+        return
+    prefix = folder_prefix([c[0] for c in cells])
+    short = [[c[0][len(prefix):] or c[0], *c[1:-1]] for c in cells]  # without "differences"
+    print_table(console, title + (f"; runs in {prefix}" if prefix else ""), list(COLUMNS[:-1]), short, numeric,
+                keep={"run"})
+    for c, full in zip(short, cells, strict=True):
+        if full[-1]:
+            console.print(f"{c[0]} differs in: {full[-1]}", highlight=False)
 
 
 def reproduce_command(

@@ -21,6 +21,20 @@ def _table(title: str, records: list[dict]) -> Table:
     return table
 
 
+def _print_table(title: str, records: list[dict]) -> None:
+    """The table; too wide for the console (80 columns, a pipe): one column per evaluation instead."""
+    from recognizer.analysis.narrow import fits, print_table
+
+    table = _table(title, records)
+    if fits(console, table):
+        console.print(table)
+        return
+    rows = [[f"{row['method']} {row['text']}", str(row["runs"]),
+             *(f"{row[m]:.1f}" + ("" if row[f"{m}_std"] is None else f" ± {row[f'{m}_std']:.1f}") for m in METRICS)]
+            for row in aggregate(records)]
+    print_table(console, title, ["evaluation", "runs", *HEADERS], rows, right=set(HEADERS) | {"runs"})
+
+
 def zeroshot_command(
     runs: list[Path] = typer.Argument(..., help="run folders trained with data.unseen (or folders holding several)"),
     prompts: str = typer.Option(None, help="prompt corpus for the unseen classes (default: the run's corpus)"),
@@ -54,7 +68,7 @@ def zeroshot_command(
                                          corpus=prompts, classes=list(classes or []), data_root=data_root,
                                          device=device)
         unseen = sorted({n for r in records for n in r["unseen_classes"]})
-        console.print(_table(f"zero-shot, {len(records)} evaluation(s); unseen: {', '.join(unseen)}", records))
+        _print_table(f"zero-shot, {len(records)} evaluation(s); unseen: {', '.join(unseen)}", records)
         if out:
             console.print(f"tables: {write_tables(out, records)}")
 
