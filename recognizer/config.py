@@ -246,7 +246,7 @@ def resolve(dataset: str | None = None, method: str | None = None, config_file: 
     chosen = method or cfg.method
     for where, blocks in method_blocks:
         if chosen in blocks:
-            cfg = merge(cfg, blocks[chosen], f"{where}.methods.{chosen}")
+            cfg = merge(cfg, blocks[chosen], f"{where}: methods.{chosen}")
     for item in overrides or []:
         cfg = merge(cfg, parse_override(item), f"--set {item}")
     if dataset:  # the command line wins over a config file's dataset

@@ -60,7 +60,7 @@ def test_a_config_files_methods_block_applies_to_that_method_only(tmp_path):
     with pytest.raises(ConfigError, match="c.yaml.methods"):
         resolve("synthetic", "pcle", str(f))
     f.write_text("methods:\n  pcle:\n    optim:\n      epochz: 1\n")
-    with pytest.raises(ConfigError, match="methods.pcle.optim: unknown key 'epochz'"):
+    with pytest.raises(ConfigError, match="c.yaml: methods.pcle: unknown key 'optim.epochz'"):
         resolve("synthetic", "pcle", str(f))
 
 
