@@ -485,14 +485,11 @@ def import_text_command(
     classes: Path = typer.Option(None, help="file with one class name per line (default: the folder names, sorted)"),
     centre: str = typer.Option("first-frame", help="first-frame (as the built-in datasets) | none"),
     corpus: str = typer.Option(None, help="prompt corpus for these classes (written to meta.json)"),
-<<<<<<< HEAD
     name: str = typer.Option(None, help="dataset name in meta.json, run logs and `pcle runs` (default: SRC's "
                                         "folder name)"),
     drop_zero_frames: bool = typer.Option(False, help="remove frames whose numbers are all zero (a lost body)"),
     skip_zero_clips: bool = typer.Option(False, help="leave out clips that hold only zeros (listed when done)"),
-=======
     overwrite: bool = OVERWRITE,
->>>>>>> f77696a (One overwrite rule in one place (recognizer/overwrite.py): predict --json, curves/tsne/ensemble/zeroshot --out, prompts export/import/generate/cache export never replace a curated corpus or a file a run folder owns; prompts import refuses a hand-edited corpus without --overwrite-edits; data import-*/prepare-ntu refuse a folder holding another dataset (made_by in meta.json) without --overwrite; prompts export makes missing folders; predict: --top-k >= 1, all-zero clips refused, probabilities say what they are (softmax of the inference scores, raw score in JSON); evaluate warns when RUN/config.yaml differs from the checkpoint's; ensemble --weights names the option)
 ) -> None:
     """Convert plain-text skeleton files (one frame or one joint per line) into the native format."""
     from recognizer.datasets.base import CENTRINGS
@@ -507,9 +504,13 @@ def import_text_command(
             if not classes.is_file():
                 raise DatasetError(f"{classes}: class list not found")
             names = [n.strip() for n in classes.read_text(encoding="utf-8").splitlines() if n.strip()]
-<<<<<<< HEAD
+        made_by = _made_by("import-text", src, layout=layout, per_line=per_line, per_joint=per_joint, channels=channels,
+                           skip=skip, pattern=pattern, classes=str(classes) if classes else None, centre=centre,
+                           corpus=corpus, name=name, drop_zero_frames=drop_zero_frames, skip_zero_clips=skip_zero_clips)
+        _guard(out, made_by, overwrite)
         r = import_text(src, out, lay, per_line, per_joint, channels, skip, pattern, names, centre, corpus, name,
                         drop_zero_frames, skip_zero_clips)
+        _stamp(r.path, made_by)
         if drop_zero_frames:
             console.print(f"dropped {r.dropped_frames} all-zero frames from {r.clips_with_dropped} clips",
                           highlight=False)
@@ -518,15 +519,5 @@ def import_text_command(
             console.print(f"skipped {len(r.skipped)} all-zero clips: {shown}", highlight=False)
         console.print(f"wrote {r.clips} clips to {r.path}; check it with `pcle data check {r.path}`",
                       highlight=False)
-    except DatasetError as e:
-=======
-        made_by = _made_by("import-text", src, layout=layout, per_line=per_line, per_joint=per_joint, channels=channels,
-                           skip=skip, pattern=pattern, classes=str(classes) if classes else None, centre=centre,
-                           corpus=corpus)
-        _guard(out, made_by, overwrite)
-        path = _stamp(import_text(src, out, lay, per_line, per_joint, channels, skip, pattern, names, centre, corpus),
-                      made_by)
-        console.print(f"wrote {path}; check it with `pcle data check {path}`")
     except (DatasetError, OSError) as e:
->>>>>>> f77696a (One overwrite rule in one place (recognizer/overwrite.py): predict --json, curves/tsne/ensemble/zeroshot --out, prompts export/import/generate/cache export never replace a curated corpus or a file a run folder owns; prompts import refuses a hand-edited corpus without --overwrite-edits; data import-*/prepare-ntu refuse a folder holding another dataset (made_by in meta.json) without --overwrite; prompts export makes missing folders; predict: --top-k >= 1, all-zero clips refused, probabilities say what they are (softmax of the inference scores, raw score in JSON); evaluate warns when RUN/config.yaml differs from the checkpoint's; ensemble --weights names the option)
         _fail(e)
