@@ -24,21 +24,7 @@ from corpus import (
 from knowledge_engine.cache import Cache
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.generate import Request
-
-
-def norm_name(text: str) -> str:
-    """A synonym's canonical form: lower case, single spaces, no quotes or trailing punctuation."""
-    return " ".join(text.replace("_", " ").split()).strip(" \"'`").rstrip(".!,;:").strip().lower()
-
-
-def norm_sentence(text: str) -> str:
-    """Single spaces, a capital first letter and a final full stop (replacing a trailing comma, colon
-    or semicolon: "The knees bend," is "The knees bend.", not "The knees bend,.")."""
-    text = " ".join(text.split()).strip(" \"'`").rstrip(",;: ")
-    if not text:
-        return text
-    text = text[0].upper() + text[1:]
-    return text if text[-1] in ".!?" else text + "."
+from knowledge_engine.text_checks import norm_name, norm_sentence  # noqa: F401 (re-exported for older imports)
 
 
 def merge_synonyms(name: str, replies: list[list[str]], other_names: set[str]) -> list[str]:

@@ -32,7 +32,7 @@ from knowledge_engine.backends.base import Backend, Call, Completion, FatalBacke
 from knowledge_engine.cache import Cache, request_key
 from knowledge_engine.call_log import CallLog
 from knowledge_engine.templates import InvalidReply, Template
-from knowledge_engine.text_checks import canon, reply_texts, template_examples, text_problems
+from knowledge_engine.text_checks import canon, norm_name, norm_sentence, reply_texts, template_examples, text_problems
 
 
 @dataclass(frozen=True)
@@ -390,8 +390,6 @@ class Runner:
 def check_reply(reply: dict, req: Request) -> None:
     """The shared text checks (`text_checks`) on the text as the corpus would get it: a reply that
     `validate` would call an error is rejected here and asked again, never cached as valid."""
-    from knowledge_engine.assemble import norm_name, norm_sentence  # assemble imports this module
-
     examples = template_examples() | {canon(v) for v in req.template.example_values}
     for where, text in reply_texts(reply):
         shown = norm_name(text) if where.startswith("synonyms") else norm_sentence(text)

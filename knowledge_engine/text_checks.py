@@ -116,3 +116,18 @@ def template_examples() -> frozenset[str]:
     for path in sorted(TEMPLATES_DIR.glob("*.yaml")):
         values |= {canon(v) for v in load_template(str(path)).example_values}
     return frozenset(values)
+
+
+def norm_name(text: str) -> str:
+    """A synonym's canonical form: lower case, single spaces, no quotes or trailing punctuation."""
+    return " ".join(text.replace("_", " ").split()).strip(" \"'`").rstrip(".!,;:").strip().lower()
+
+
+def norm_sentence(text: str) -> str:
+    """Single spaces, a capital first letter and a final full stop (replacing a trailing comma, colon
+    or semicolon: "The knees bend," is "The knees bend.", not "The knees bend,.")."""
+    text = " ".join(text.split()).strip(" \"'`").rstrip(",;: ")
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."

@@ -404,9 +404,10 @@ def check_command(
         problems = [Problem("error", str(path), str(e))]
     for p in problems:
         colour = "red" if p.level == "error" else "yellow"
-        console.print(f"[{colour}]{p.level}[/{colour}] {p.where}: {p.message}", highlight=False)
+        console.print(f"[{colour}]{p.level}[/{colour}] {p.where}: {p.message}", highlight=False, soft_wrap=True)
     errors = sum(p.level == "error" for p in problems)
-    console.print(f"{path}: {errors} errors, {len(problems) - errors} warnings")
+    # soft_wrap: a long path is never broken inside the line (logs and greps see one line per finding)
+    console.print(f"{path}: {errors} errors, {len(problems) - errors} warnings", soft_wrap=True)
     if errors:
         raise typer.Exit(1)
 
