@@ -327,12 +327,13 @@ def choose_inference(model: PromptedContrastiveModel, cfg: Config, env: Env, val
             chosen = _best_candidate(candidates)
         else:  # the fixed rule's validation top-1 beside the head's, for the record
             chosen.update(val_top1=_rule_top1(candidates, chosen["rule"], chosen["weight"]),
-                          val_top1_logits=candidates["logits"][0])
+                          val_top1_logits=_rule_top1(candidates, "logits", 0.0))
     model.fusion.copy_(torch.tensor([0.0 if chosen["rule"] == "similarity" else 1.0, chosen["weight"]]))
     return chosen
 
 
-def _validation_candidates(model: PromptedContrastiveModel, env: Env, loader: DataLoader) -> dict:
+def _validation_candidates(model: PromptedContrastiveModel, env: Env,
+                           loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validation logits (N, C), scale * similarity after interaction (N, C) and labels (N,)."""
     model.eval()
     logits, sims, labels = [], [], []
@@ -343,16 +344,17 @@ def _validation_candidates(model: PromptedContrastiveModel, env: Env, loader: Da
         sims.append((out["logit_scales"][-1].float() * out["sim_after"].float()).cpu())
         labels.append(y)
     lg, sm, lb = torch.cat(logits), torch.cat(sims), torch.cat(labels)
-    return {"logits": (float((lg.argmax(1) == lb).float().mean() * 100),), "parts": (lg, sm, lb)}
+    return lg, sm, lb
 
 
-def _rule_top1(candidates: dict, rule: str, weight: float) -> float:
-    lg, sm, lb = candidates["parts"]
+def _rule_top1(candidates: tuple, rule: str, weight: float) -> float:
+    """Validation top-1 of one rule from (logits, scale * similarity, labels); logits = fusion at weight 0."""
+    lg, sm, lb = candidates
     scores = sm if rule == "similarity" else lg + weight * sm
     return float((scores.argmax(1) == lb).float().mean() * 100)
 
 
-def _best_candidate(candidates: dict) -> dict:
+def _best_candidate(candidates: tuple) -> dict:
     rules = [("logits" if w == 0 else "fusion", w) for w in INFERENCE_WEIGHTS] + [("similarity", 1.0)]
     scored = [(_rule_top1(candidates, rule, w), -i, rule, w) for i, (rule, w) in enumerate(rules)]
     acc, _, rule, w = max(scored)
