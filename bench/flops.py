@@ -19,27 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.table import Table
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from recognizer.config import merge, resolve  # noqa: E402
-from recognizer.train import (  # noqa: E402
+from bench._env import ROOT  # sets sys.path and the offline switches: first of the project imports
+from recognizer.config import merge, resolve
+from recognizer.train import (
     build_optimizer,
     build_parts,
     final_class_text,
@@ -47,7 +39,7 @@ from recognizer.train import (  # noqa: E402
     setup_env,
     train_one_epoch,
 )
-from recognizer.training.run_setup import default_root, with_data_root  # noqa: E402
+from recognizer.training.run_setup import default_root, with_data_root
 
 RESULTS = ROOT / "bench" / "results" / "flops.json"
 # Sustained rates assumed for the GPU estimate (TFLOP/s, bf16). H100 SXM's dense bf16 peak is about

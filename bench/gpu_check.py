@@ -30,13 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import torch
 
-import torch  # noqa: E402
+from bench._env import ROOT  # sets sys.path and the offline switches: first of the project imports
 
 RESULTS = ROOT / "bench" / "results" / "gpu_check.json"
 METHODS = ("gap", "pcke", "pcle")

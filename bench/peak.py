@@ -31,21 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from recognizer.config import merge, resolve  # noqa: E402
-from recognizer.train import build_optimizer, build_parts, make_loader_for, setup_env, train_one_epoch  # noqa: E402
-from recognizer.training.run_setup import default_root, with_data_root  # noqa: E402
-from recognizer.training.speed import apply_fast_path  # noqa: E402
+from bench._env import ROOT  # sets sys.path and the offline switches: first of the project imports
+from recognizer.config import merge, resolve
+from recognizer.train import build_optimizer, build_parts, make_loader_for, setup_env, train_one_epoch
+from recognizer.training.run_setup import default_root, with_data_root
+from recognizer.training.speed import apply_fast_path
 
 RESULTS = ROOT / "bench" / "results" / "peak.json"
 BASE_CONFIG = ROOT / "configs" / "nw-ucla-cpu.yaml"

@@ -39,27 +39,21 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from corpus import PART_GROUPS, load_corpus  # noqa: E402
-from recognizer.config import ModelConfig  # noqa: E402
-from recognizer.method.ctrgcn import CTRGCN  # noqa: E402
-from recognizer.method.graph import NTU25  # noqa: E402
-from recognizer.method.losses import LossConfig, total_loss  # noqa: E402
-from recognizer.method.model import PromptedContrastiveModel  # noqa: E402
-from recognizer.method.prompt_learner import PromptLearner  # noqa: E402
-from recognizer.method.text_bank import TextBank, build_text_bank  # noqa: E402
-from recognizer.method.text_encoder import TextConfig, build_text_encoder  # noqa: E402
-from recognizer.train import class_subset, positions_in  # noqa: E402
+from bench._env import ROOT  # sets sys.path and the offline switches: first of the project imports
+from corpus import PART_GROUPS, load_corpus
+from recognizer.config import ModelConfig
+from recognizer.method.ctrgcn import CTRGCN
+from recognizer.method.graph import NTU25
+from recognizer.method.losses import LossConfig, total_loss
+from recognizer.method.model import PromptedContrastiveModel
+from recognizer.method.prompt_learner import PromptLearner
+from recognizer.method.text_bank import TextBank, build_text_bank
+from recognizer.method.text_encoder import TextConfig, build_text_encoder
+from recognizer.train import class_subset, positions_in
 
 RESULTS = ROOT / "bench" / "results" / "step.json"
 CORPUS = ROOT / "prompts" / "ntu120.jsonl"
