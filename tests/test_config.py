@@ -76,3 +76,19 @@ def test_small_data_preset_is_the_cpu_protocol_recipe():
         assert cfg.text.frozen and cfg.text.gap_frozen
         assert cfg.optim.interaction_lr_ratio == cpu.optim.interaction_lr_ratio
         assert (cfg.optim.schedule, cfg.optim.repeat, cfg.optim.batch_size) == ("cosine", 1, 32)
+
+
+def test_pcle_hybrid_config_is_the_cpu_grids_row_and_leaves_gap_and_pcke_alone():
+    """configs/pcle-hybrid.yaml and the `pcle-hybrid` ablation row must not drift apart (the row is what the
+    README's numbers come from), and the file must change PCLE runs only."""
+    from recognizer.analysis.ablate import PCLE_HYBRID
+    from recognizer.config import CONFIG_DIR
+
+    hybrid = str(CONFIG_DIR / "pcle-hybrid.yaml")
+    for dataset in ("nw-ucla", "ntu60-xsub"):
+        for method in ("gap", "pcke"):
+            assert resolve(dataset, method, hybrid) == resolve(dataset, method)
+        assert resolve(dataset, "pcle", hybrid) == resolve(dataset, "pcle", overrides=PCLE_HYBRID)
+        assert resolve(dataset, "pcle", hybrid) != resolve(dataset, "pcle")
+    cfg = resolve("nw-ucla", "pcle", hybrid)
+    assert cfg.prompt.hybrid and cfg.prompt.pooling == "name" and cfg.model.inference == "fusion"
