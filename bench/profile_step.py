@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="profile this method's CPU-protocol step instead of a bench.step mode")
     ap.add_argument("--config", default=str(ROOT / "configs" / "nw-ucla-cpu.yaml"))
     ap.add_argument("--rows", type=int, default=15)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --method: override a config key (e.g. prompt.hybrid=true)")
+    ap.add_argument("--tag", default="",
+                    help="with --method: suffix of the output file (profile_cpu_<method><tag>.txt)")
     args = ap.parse_args(argv)
     if args.method:
         return profile_protocol_step(args)
@@ -80,22 +84,27 @@ def profile_protocol_step(args) -> None:
     """Top operators (with input shapes) of one real CPU-protocol training step of `args.method`."""
     from bench.peak import build_step
 
-    step, cfg, batch = build_step(args.method, "nw-ucla", Path(args.config))
+    step, cfg, batch = build_step(args.method, "nw-ucla", Path(args.config), args.overrides)
     step()  # warm-up
     t = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(args.steps):
             step()
     wall = (time.perf_counter() - t) / args.steps
-    table = prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
-                                                               row_limit=args.rows, max_name_column_width=40,
-                                                               max_shapes_column_width=60)
-    head = (f"method {args.method}, {Path(args.config).name} (amp {cfg.run.amp}, fused subsets "
+    # by operator first (where the time goes), then by operator and input shapes (which layer it is)
+    by_op = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40)
+    by_shape = prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
+                                                                  row_limit=args.rows, max_name_column_width=40,
+                                                                  max_shapes_column_width=60)
+    table = by_op + "\n" + by_shape
+    sets = f", --set {' '.join(args.overrides)}" if args.overrides else ""
+    head = (f"method {args.method}, {Path(args.config).name}{sets} (amp {cfg.run.amp}, fused subsets "
             f"{cfg.model.fused_subsets}, compile {cfg.run.compile}), batch {batch}, threads "
             f"{torch.get_num_threads()}: {wall * 1000:.0f} ms/step (profiled, {args.steps} steps)")
     print(head)
     print(table)
-    out = ROOT / "bench" / "results" / f"profile_cpu_{args.method}{'_fast' if 'fast' in args.config else ''}.txt"
+    tag = args.tag or ("_fast" if "fast" in args.config else "")
+    out = ROOT / "bench" / "results" / f"profile_cpu_{args.method}{tag}.txt"
     out.write_text(head + "\n\n" + table + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 
