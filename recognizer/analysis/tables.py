@@ -13,7 +13,8 @@ checkpoint, no model, so the check takes well under a second.
 Cell templates are text with `{placeholder}` or `{placeholder:D}` (D decimals, default 2) parts.
 For a row of run folders (`runs:` a group name or a glob; seeds from config.yaml `run.seed`):
   {METRIC}          mean ± sample std over the row's runs (one run: its value); METRIC is a key of
-                    metrics.json (top1, top5, mean_class_accuracy, ...) or top1_logits (head only)
+                    metrics.json (top1, top5, mean_class_accuracy, ...) or top1_logits (head only), or of
+                    its inference record (val_top1, val_top1_logits: validation top-1, rule and head)
   {METRIC.mean}     the mean alone; {METRIC@K} the run with seed K
   {seeds}, {runs}   "0, 1, 2" and the number of runs; {inference} the rule chosen per seed
   {paired.METRIC}   mean paired difference against the row's `paired:` group over the seeds both
@@ -41,7 +42,8 @@ from recognizer.checkpoint import atomic_write_text
 SPEC = Path("docs/tables.yaml")
 KINDS = ("rows", "per-class", "log", "zeroshot", "zeroshot-summary")
 # names a row of run folders computes; typing one by hand into a row needs a `cite` (a published number)
-COMPUTED = {"seeds", "runs", "inference", "top1", "top5", "top1_logits", "mean_class_accuracy", "epochs"}
+COMPUTED = {"seeds", "runs", "inference", "top1", "top5", "top1_logits", "mean_class_accuracy", "epochs", "val_top1",
+            "val_top1_logits"}
 PLACEHOLDER = re.compile(r"\{([^{}:]+)(?::(\d+))?\}")
 MARKER = "<!-- table:{name} -->"
 END_MARKER = "<!-- /table:{name} -->"
@@ -89,11 +91,14 @@ class Group:
     runs: dict[int, RunInfo]
 
     def values(self, metric: str, where: str) -> dict[int, float]:
+        """metric per seed: a key of metrics.json, or of its `inference` record (val_top1, val_top1_logits:
+        the validation top-1 of the test rule and of the head alone, what a screen decides with)."""
         out = {}
         for seed, run in self.runs.items():
-            if metric not in run.metrics:
+            value = run.metrics.get(metric, (run.metrics.get("inference") or {}).get(metric))
+            if not isinstance(value, (int, float)):
                 raise TableError(f"{where}: {run.path / 'metrics.json'} has no '{metric}'")
-            out[seed] = float(run.metrics[metric])
+            out[seed] = float(value)
         return out
 
 

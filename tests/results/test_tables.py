@@ -62,7 +62,8 @@ def fake_run(folder: Path, seed: int, top1: float, top5: float = 99.0) -> None:
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"top1": top1, "top5": top5, "method": "pcle",
                                                      "inference": {"rule": "fusion", "weight": 0.25,
-                                                                   "chosen_on": "validation"}}))
+                                                                   "chosen_on": "validation",
+                                                                   "val_top1": top1 + 1.0}}))
     (folder / "config.yaml").write_text(yaml.safe_dump({"run": {"seed": seed}, "optim": {"lr": 0.1}}))
 
 
@@ -101,6 +102,15 @@ def test_rows_paired_difference_and_published_rows(tmp_path: Path):
         "| new | **82.50 ± 0.71** | +3.00, 0.00 | +1.50 |",  # 83-80, 82-82; mean over seeds 0, 1
         "| other | see other | – | – |"]
     assert page.startswith("Intro.\n\n") and page.endswith("\n\nAfter.\n")
+
+
+def test_validation_top1_from_the_inference_record_and_paired(tmp_path: Path):
+    """A screen decides on validation: {val_top1} reads metrics.json's inference record, pairs like top1."""
+    columns = [{"header": "method", "cell": "{label}"}, {"header": "val", "cell": "{val_top1@1}"},
+               {"header": "− GAP", "cell": "{paired.val_top1.seeds}"}]
+    root = small_repo(tmp_path, [{"label": "new", "runs": "results/new/seed*", "paired": "gap"}], columns)
+    table = regenerate(root)["page.md"][1].split("<!-- table:t -->\n\n")[1].split("\n<!-- /table:t -->")[0]
+    assert table.splitlines()[2] == "| new | 83.00 | +3.00, 0.00 |"
 
 
 def test_a_hand_typed_number_in_a_run_row_is_refused(tmp_path: Path):
