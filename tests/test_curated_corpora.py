@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recognizer.method.corpus import PART_NAMES, CorpusError, load_corpus
+from corpus import PART_NAMES, CorpusError, load_corpus
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 CLASSES = PROMPTS / "classes"

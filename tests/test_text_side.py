@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from corpus import load_corpus
 from recognizer.datasets.synthetic import CLASS_NAMES
-from recognizer.method.corpus import load_corpus
 from recognizer.method.prompt_learner import PromptLearner
 from recognizer.method.text_bank import build_text_bank, corpus_texts
 from recognizer.method.text_encoder import TextConfig, build_text_encoder

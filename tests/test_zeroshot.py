@@ -269,8 +269,8 @@ def test_tiny_run_names_two_unseen_classes_better_than_chance(tmp_path):
     never seen. Chance among the 2 unseen classes is 50 %; see ZSL_FLOOR for the measured margin."""
     from typer.testing import CliRunner
 
+    from corpus import CURATED
     from pipeline import app
-    from recognizer.method.corpus import CURATED
     from recognizer.train import train
     from recognizer.zeroshot.evaluate import evaluate_zeroshot
 

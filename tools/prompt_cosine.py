@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from recognizer.method.corpus import load_corpus  # noqa: E402
+from corpus import load_corpus  # noqa: E402
 from recognizer.method.prompt_learner import PromptLearner  # noqa: E402
 from recognizer.method.text_bank import build_text_bank  # noqa: E402
 from recognizer.method.text_encoder import TextConfig, build_text_encoder  # noqa: E402

@@ -60,7 +60,7 @@ def _run_corpus(cfg: Config, file: Path) -> str:
 def checkpoint_class_text(ckpt: dict, cfg: Config, file: Path) -> torch.Tensor:
     """(C, D) class text of a checkpoint without stored class text, as training computes it at an evaluated
     epoch (`recognizer.train.final_class_text`): PCLE's learned prompts, or the corpus' class embeddings."""
-    from recognizer.method.corpus import load_corpus
+    from corpus import load_corpus
     from recognizer.method.prompt_learner import build_prompt_learner
     from recognizer.method.text_bank import build_text_bank
     from recognizer.method.text_encoder import build_text_encoder

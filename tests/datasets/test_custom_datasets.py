@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from corpus import CURATED
 from pipeline import app
 from recognizer.datasets import DatasetError, build_dataset
 from recognizer.datasets.base import Split
@@ -17,7 +18,6 @@ from recognizer.datasets.checks import geometry_warnings
 from recognizer.datasets.layout_figure import REST_POSES
 from recognizer.datasets.native import META, NativeFormatError, make_meta, write_native
 from recognizer.datasets.text_import import read_text_clip
-from recognizer.method.corpus import CURATED
 from recognizer.method.graph import LAYOUTS, NTU25, UCLA20, layout_from_dict, layout_from_edges, layout_to_dict
 
 CLASSES = ["hand waving", "jump up", "sitting down"]  # covered by the curated NTU120 corpus

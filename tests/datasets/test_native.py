@@ -70,7 +70,7 @@ def test_broken_folders_give_clean_errors(coco_dir, breaks, message):
 
 def test_unknown_class_names_against_the_corpus(coco_dir):
     meta = json.loads((coco_dir / META).read_text())
-    from recognizer.method.corpus import CURATED
+    from corpus import CURATED
     meta["corpus"] = str(CURATED["nw-ucla"])
     (coco_dir / META).write_text(json.dumps(meta))
     res = CliRunner().invoke(app, ["check", str(coco_dir)])

@@ -9,9 +9,9 @@ import pytest
 from ds_paths import UCLA, need
 from typer.testing import CliRunner
 
+from corpus import CURATED
 from corpus.overwrite import OverwriteError, refuse_other_dataset
 from pipeline import app
-from recognizer.method.corpus import CURATED
 
 runner = CliRunner()
 

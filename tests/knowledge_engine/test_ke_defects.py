@@ -10,9 +10,9 @@ from pathlib import Path
 from ke_helpers import NW_UCLA, ROOT, generate, read_jsonl, write_classes
 from typer.testing import CliRunner
 
+from corpus import CorpusError, load_corpus
 from knowledge_engine.cli import app
 from knowledge_engine.testing.fake_server import LLAMA_CPP_FORMATS, FakeLLMServer, Fault
-from recognizer.method.corpus import CorpusError, load_corpus
 
 runner = CliRunner()
 CURATED_UCLA = ROOT / "prompts" / "nw-ucla.jsonl"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ke_helpers import NW_UCLA, SECRET, generate, read_jsonl, write_classes
 
+from corpus import load_corpus
 from knowledge_engine.testing.fake_server import Fault
-from recognizer.method.corpus import load_corpus
 
 CLASSES = NW_UCLA.read_text().split("\n")[:10]
 

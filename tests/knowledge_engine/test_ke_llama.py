@@ -14,9 +14,9 @@ import pytest
 from ke_helpers import read_jsonl, write_classes
 from typer.testing import CliRunner
 
+from corpus import load_corpus
 from knowledge_engine.cli import app
 from knowledge_engine.testing.fake_server import llama_cpp_format_error
-from recognizer.method.corpus import load_corpus
 
 pytestmark = [
     pytest.mark.llama,
