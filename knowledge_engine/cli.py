@@ -131,6 +131,17 @@ OUT = typer.Option(None, "--out", help="Corpus file (default prompts/generated/<
 CACHE = typer.Option(None, help="Cache file (default prompts/cache/<dataset>-<model>.jsonl).")
 TIMEOUT = typer.Option(120.0, help="Per-call timeout in seconds.")
 COVER_DATASET = typer.Option(None, help="Also check that every class of this dataset has a record.")
+# Options shared by `generate` and `serve` (the review page's "regenerate" sends what `generate` would).
+MAX_RETRIES = typer.Option(5, help="Retries per call on 429/5xx/timeouts/connection errors.")
+BACKOFF_BASE = typer.Option(0.5, help="First backoff in seconds (doubles, with jitter).")
+BACKOFF_MAX = typer.Option(30.0, help="Longest backoff (also caps Retry-After).")
+INVALID_RETRIES = typer.Option(3, help="Extra calls per request for invalid or truncated replies.")
+TENSOR_PARALLEL = typer.Option(1, help="vllm backend: GPUs per model.")
+EXTRA_BODY = typer.Option(None, help="JSON object merged into every request (stop sequences, vLLM's guided "
+                          "decoding, ...); part of the cache key.")
+HEADER = typer.Option(None, help="Extra HTTP header NAME:VALUE (repeatable; values are treated as secrets).")
+CHECK_SERVER = typer.Option(True, help="Ask the server for its models first (reachable, key accepted, model "
+                            "served).")
 
 
 @app.command()
@@ -140,29 +151,21 @@ def generate(
     model: str = MODEL, api_key: str = API_KEY, templates: str = TEMPLATES, n: int = N, seed: int = SEED,
     temperature: float = TEMPERATURE, top_p: float = TOP_P, max_tokens: int = MAX_TOKENS,
     concurrency: int = typer.Option(8, help="Most calls in flight at once."),
-    max_retries: int = typer.Option(5, help="Retries per call on 429/5xx/timeouts/connection errors."),
-    backoff_base: float = typer.Option(0.5, help="First backoff in seconds (doubles, with jitter)."),
-    backoff_max: float = typer.Option(30.0, help="Longest backoff (also caps Retry-After)."),
-    timeout: float = TIMEOUT,
-    invalid_retries: int = typer.Option(3, help="Extra calls per request for invalid or truncated replies."),
+    max_retries: int = MAX_RETRIES, backoff_base: float = BACKOFF_BASE, backoff_max: float = BACKOFF_MAX,
+    timeout: float = TIMEOUT, invalid_retries: int = INVALID_RETRIES,
     retry_invalid: bool = typer.Option(False, help="Resend requests cached as invalid."),
     structured: str = STRUCTURED, out_path: Path = OUT, cache: Path = CACHE,
     overwrite_edits: bool = typer.Option(False, help="Replace hand-edited records too."),
     strict: bool = typer.Option(False, help="Exit 1 (not 3) when a class had to use fallback text."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
-    tensor_parallel_size: int = typer.Option(1, help="vllm backend: GPUs per model."),
+    tensor_parallel_size: int = TENSOR_PARALLEL,
     rpm: float = typer.Option(None, help="Most calls started per minute (evenly spaced)."),
     tpm: float = typer.Option(None, help="Most tokens per minute (prompt estimate + max-tokens x n)."),
     max_tokens_total: int = typer.Option(None, help="Token budget of this run: no call is sent that could "
                                          "exceed it; the rest is left for a later run."),
     dry_run: bool = typer.Option(False, help="Print how many requests would be sent; send nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the end-of-run summary as JSON on stdout."),
-    extra_body: str = typer.Option(None, help="JSON object merged into every request (stop sequences, "
-                                   "vLLM's guided decoding, ...); part of the cache key."),
-    header: list[str] = typer.Option(None, help="Extra HTTP header NAME:VALUE (repeatable; values are "
-                                     "treated as secrets)."),
-    check_server: bool = typer.Option(True, help="Ask the server for its models first (reachable, key "
-                                      "accepted, model served)."),
+    extra_body: str = EXTRA_BODY, header: list[str] = HEADER, check_server: bool = CHECK_SERVER,
 ) -> None:
     """Generate (or complete) a corpus: only requests missing from the cache are sent.
 
@@ -551,10 +554,26 @@ def serve(
     threshold: float = typer.Option(0.9, help="Lint: cosine similarity for near-duplicates."),
     encoder: str = typer.Option("minilm", help="Lint: text encoder for the similarity checks; 'none' skips them."),
     encoder_path: str = typer.Option(None, help="Lint: checkpoint directory for the clip / bert encoders."),
+    backend: str = typer.Option("auto", help="Regenerate: as `generate --backend`; the button is off unless "
+                                "--base-url is set or a backend other than auto is named."),
+    base_url: str = BASE_URL, model: str = MODEL, api_key: str = API_KEY, templates: str = TEMPLATES, n: int = N,
+    seed: int = SEED, temperature: float = TEMPERATURE, top_p: float = TOP_P, max_tokens: int = MAX_TOKENS,
+    structured: str = STRUCTURED, cache: Path = CACHE, timeout: float = TIMEOUT, max_retries: int = MAX_RETRIES,
+    backoff_base: float = BACKOFF_BASE, backoff_max: float = BACKOFF_MAX, invalid_retries: int = INVALID_RETRIES,
+    tensor_parallel_size: int = TENSOR_PARALLEL, extra_body: str = EXTRA_BODY, header: list[str] = HEADER,
+    check_server: bool = CHECK_SERVER,
 ) -> None:
     """Review and hand-edit corpora in the browser: lint findings on the strings they name, edits
-    validated and saved atomically (marked edited), undo, two corpora side by side."""
+    validated and saved atomically (marked edited), undo, two corpora side by side; with a backend
+    (the options of `generate`), regenerate one class through the same cache."""
     from knowledge_engine.review import open_review
 
+    regenerate = None
+    if base_url or backend != "auto":
+        regenerate = _gen_options(None, None, backend, base_url, model, api_key, templates, n, seed, temperature,
+                                  top_p, max_tokens, 8, max_retries, backoff_base, backoff_max, timeout,
+                                  invalid_retries, True, structured, None, cache, False, False,
+                                  tensor_parallel_size, headers=header, extra_body=extra_body,
+                                  check_server=check_server)
     open_review(corpora, port=port, host=host, allow_curated=allow_curated, threshold=threshold,
-                encoder=encoder, encoder_path=encoder_path)
+                encoder=encoder, encoder_path=encoder_path, regenerate=regenerate)

@@ -69,9 +69,13 @@ def dataset_name(opts: GenerateOptions) -> str:
 def default_paths(opts: GenerateOptions, backend: Backend) -> tuple[Path, Path]:
     stem = f"{dataset_name(opts)}-{model_slug(backend.model)}"
     out = Path(opts.out) if opts.out else GENERATED_DIR / f"{stem}.jsonl"
-    cache = Path(opts.cache) if opts.cache else CACHE_DIR / f"{stem}.jsonl"
     refuse_output(out, "--out")
-    return out, cache
+    return out, cache_file(opts, backend.model)
+
+
+def cache_file(opts: GenerateOptions, model: str) -> Path:
+    """`--cache`, else prompts/cache/<dataset>-<model>.jsonl (the review page regenerates through it too)."""
+    return Path(opts.cache) if opts.cache else CACHE_DIR / f"{dataset_name(opts)}-{model_slug(model)}.jsonl"
 
 
 def plan(opts: GenerateOptions, backend: Backend):
@@ -93,31 +97,40 @@ def generate_corpus(opts: GenerateOptions, console: Console | None = None,
     lock = cache_lock(cache_path)
     acquire(lock, lambda: console and console.print(f"waiting for another run that holds {lock.lock_file}",
                                                     highlight=False, markup=False))
-    log = None
     try:
         cache = Cache.open(cache_path)
         if opts.dry_run:
             return _dry_run(opts, out, cache, requests, backend)
-        _recall_structured(cache, backend)
-        b = opts.backend
-        log = CallLog(log_path(cache_path), [b.api_key, *url_secrets(b.base_url), *b.headers.values()])
-        stats = asyncio.run(fetch(requests, backend, cache, opts.run, console, log))
-        cache.tidy()
-        if backend.negotiation:
-            cache.set_meta(_structured_key(backend), {"accepted": backend.active_structured,
-                                                      "log": list(backend.negotiation)})
+        stats, log = send_missing(opts, backend, cache, requests, console)
         records = assemble(classes, requests, cache, backend.model)
         records, kept = keep_edits(records, out, opts.overwrite_edits)
         written, kept_corpus = no_worse(out, records)
         write_records(written, records)
     finally:
-        if log is not None:
-            log.close()
         lock.release()
     fallback = fallback_classes(records)
     stats.classes, stats.fell_back = len(records), len(fallback)
     return GenerateResult(written, cache_path, stats, records, kept, fallback, cache.warnings,
-                          list(backend.negotiation), log=log.path, kept_corpus=kept_corpus)
+                          list(backend.negotiation), log=log, kept_corpus=kept_corpus)
+
+
+def send_missing(opts: GenerateOptions, backend: Backend, cache: Cache, requests: list[Request],
+                 console: Console | None = None) -> tuple[Stats, Path]:
+    """Send the requests `cache` has no finished row for, every call in the call log; then tidy the
+    cache and remember the structured-output mode the server accepted. The caller holds the cache lock.
+    `generate` and the review page's "regenerate" both go through here."""
+    _recall_structured(cache, backend)
+    b = opts.backend
+    log = CallLog(log_path(cache.path), [b.api_key, *url_secrets(b.base_url), *b.headers.values()])
+    try:
+        stats = asyncio.run(fetch(requests, backend, cache, opts.run, console, log))
+    finally:
+        log.close()
+    cache.tidy()
+    if backend.negotiation:
+        cache.set_meta(_structured_key(backend), {"accepted": backend.active_structured,
+                                                  "log": list(backend.negotiation)})
+    return stats, log.path
 
 
 def fallback_classes(records: list[dict]) -> dict[str, list[str]]:

@@ -2,7 +2,8 @@
 
 Every page and fragment is rendered here from `Review`; the only JavaScript is htmx, served from this
 package (static/htmx.min.js, htmx 2.0.11, 0BSD), so the page works without network access. A refused
-change answers 4xx with the message, which htmx puts in the status line (HX-Retarget).
+change answers 4xx with the message, which htmx puts in the status line (HX-Retarget). Changes run in
+the thread pool, so a regeneration waiting on the model blocks no other request.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
@@ -28,6 +30,10 @@ from knowledge_engine.review.session import Review, Row, keep
 HERE = Path(__file__).resolve().parent
 ENV = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
 ENV.globals["part_names"] = PART_NAMES
+
+
+# What a change may fail with: one line on the page. OSError: a cache or log the regeneration cannot write.
+REFUSED = (KnowledgeEngineError, CorpusError, KeyError, ValueError, OSError)
 
 
 def _filters(params) -> dict:
@@ -93,8 +99,8 @@ def make_app(review: Review) -> Starlette:
         form = await request.form()
         try:
             before = _snapshot(review)
-            message, row = act(form)
-        except (KnowledgeEngineError, CorpusError, KeyError, ValueError) as e:
+            message, row = await run_in_threadpool(act, form)
+        except REFUSED as e:
             return _refused(_message(e))
         html = str(_macro("row_html")(row, review))
         return HTMLResponse(html + _versions(review) + _status(message) + _changed_rows(review, before, row.key))
@@ -103,15 +109,42 @@ def make_app(review: Review) -> Starlette:
         i, class_id = int(form["corpus"]), int(form["class_id"])
         message = review.edit(i, class_id, str(form["field"]), str(form.get("value", "")),
                               str(form.get(f"version-{i}", "")), str(form.get("op", "set")))
-        return message, next(r for r in review.rows() if r.cells[i] and r.cells[i].record["class_id"] == class_id)
+        return message, _row_of(review, i, class_id)
 
     def do_accept(form) -> tuple[str, Row]:
         key = str(form["key"])
         versions = [str(form.get(f"version-{i}", "")) for i in range(len(review.corpora))]
         return review.accept(key, int(form["source"]), versions), review.row(key)
 
+    def do_accept_proposal(form) -> tuple[str, Row]:
+        i, class_id = int(form["corpus"]), int(form["class_id"])
+        message = review.accept_proposal(i, class_id, str(form.get(f"version-{i}", "")), form.get("confirm") == "1")
+        return message, _row_of(review, i, class_id)
+
     async def edit(request: Request) -> HTMLResponse:
         return await change(request, do_edit)
+
+    async def accept_proposal(request: Request) -> HTMLResponse:
+        return await change(request, do_accept_proposal)
+
+    async def regenerate(request: Request) -> HTMLResponse:
+        """Ask the model (in the thread pool: the page stays usable); answer the proposal, out of band."""
+        form = await request.form()
+        try:
+            i, class_id = int(form["corpus"]), int(form["class_id"])
+            message = await run_in_threadpool(review.regenerate, i, class_id, int(form.get("sample", 0)))
+        except REFUSED as e:
+            return _refused(_message(e))
+        return HTMLResponse(_proposal_slot(review, i, class_id) + _status(message))
+
+    async def discard(request: Request) -> HTMLResponse:
+        form = await request.form()
+        try:
+            i, class_id = int(form["corpus"]), int(form["class_id"])
+            message = review.discard_proposal(i, class_id)
+        except REFUSED as e:
+            return _refused(_message(e))
+        return HTMLResponse(_proposal_slot(review, i, class_id) + _status(message))
 
     async def accept(request: Request) -> HTMLResponse:
         return await change(request, do_accept)
@@ -120,7 +153,7 @@ def make_app(review: Review) -> Starlette:
         form = await request.form()
         try:
             message = review.undo(int(form["corpus"]))
-        except (KnowledgeEngineError, CorpusError, KeyError, ValueError) as e:
+        except REFUSED as e:
             return _refused(_message(e))
         html = _render_rows(review, _filters(form))
         return HTMLResponse(html + _versions(review) + _status(message))
@@ -131,14 +164,29 @@ def make_app(review: Review) -> Starlette:
         Route("/edit", edit, methods=["POST"]),
         Route("/accept", accept, methods=["POST"]),
         Route("/undo", undo, methods=["POST"]),
+        Route("/regenerate", regenerate, methods=["POST"]),
+        Route("/regenerate/accept", accept_proposal, methods=["POST"]),
+        Route("/regenerate/discard", discard, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes)
 
 
+def _row_of(review: Review, i: int, class_id: int) -> Row:
+    return next(r for r in review.rows() if r.cells[i] and r.cells[i].record["class_id"] == class_id)
+
+
+def _proposal_slot(review: Review, i: int, class_id: int) -> str:
+    """The proposal box of one cell, swapped by its id (the row may have been re-rendered meanwhile)."""
+    row = _row_of(review, i, class_id)
+    return str(_macro("proposal_slot")(row, row.cells[i], review, True))
+
+
 def _message(e: Exception) -> str:
     if isinstance(e, KeyError):
         return f"the request lacks the form field {e}"
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
     return str(e)
 
 

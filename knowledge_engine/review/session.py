@@ -1,5 +1,6 @@
 """What the review page shows and changes: corpora read from disk, lint findings on the strings they name,
-edits validated by the corpus contract, an undo stack, accept-left/right between two corpora.
+edits validated by the corpus contract, an undo stack, accept-left/right between two corpora, and
+regenerated records proposed beside the current ones (written only when accepted).
 
 The files on disk are the truth: every request reads them (a corpus of 120 classes reads in
 milliseconds) and every change is written at once, atomically, based on the version the page was
@@ -35,8 +36,11 @@ from knowledge_engine.assemble import norm_name
 from knowledge_engine.edit import check_edit
 from knowledge_engine.errors import KnowledgeEngineError
 from knowledge_engine.lint import LintOptions, lint_corpus
+from knowledge_engine.review.regenerate import NO_BACKEND, Proposal, Regenerator
 
 COPIED_FIELDS = ("synonyms", "parts", "description")  # what accept-left/right copies
+# what an accepted regeneration replaces: the text and where it came from (the hash of what was generated)
+REGENERATED_FIELDS = (*COPIED_FIELDS, "source", "model", "content_hash")
 
 
 class ReviewError(KnowledgeEngineError):
@@ -76,6 +80,12 @@ class Cell:
     findings: list[Finding]
     edited: bool
     diff: set[str] = field(default_factory=set)  # fields that differ from the other corpus
+    proposal: Proposal | None = None  # a regenerated record waiting for accept / discard
+
+    @property
+    def proposal_diff(self) -> set[str]:
+        """The proposal's fields whose text differs from the current record's."""
+        return differing(self.proposal.record, self.record) if self.proposal else set()
 
     def field_findings(self, name: str) -> list[Finding]:
         return [f for f in self.findings if f.field == name]
@@ -129,13 +139,14 @@ class Review:
     """The corpora of one `pcle prompts serve`; methods are safe to call from several request threads."""
 
     def __init__(self, paths: list[Path], allow_curated: bool = False, lint: LintOptions = LintOptions(),
-                 encoder: TextEncoder | None = None, regenerate_reason: str = "") -> None:
+                 encoder: TextEncoder | None = None, regenerator: Regenerator | None = None) -> None:
         if not 1 <= len(paths) <= 2:
             raise ReviewError("give one corpus, or two to compare side by side")
         self.corpora = [CorpusState(Path(p), read_only=is_curated(p) and not allow_curated) for p in paths]
         self.lint_options = lint
         self.encoder = CachedEncoder(encoder) if encoder is not None else None
-        self.regenerate_reason = regenerate_reason
+        self.regenerator = regenerator
+        self.proposals: dict[tuple[int, int], Proposal] = {}  # (corpus, class id) -> not yet accepted
         self.lock = threading.Lock()
         self._findings: dict[int, tuple[str, dict[int, list[Finding]]]] = {}
         for i in range(len(self.corpora)):
@@ -143,6 +154,11 @@ class Review:
             self.findings(i)
 
     # reading -------------------------------------------------------------------------------------
+    @property
+    def regenerate_note(self) -> str:
+        """What "regenerate" asks, or why it is off (shown on the page)."""
+        return f"regenerate asks the {self.regenerator.describe()}" if self.regenerator else NO_BACKEND
+
     def version(self, i: int) -> str:
         return corpus_version(self.corpora[i].path)
 
@@ -184,7 +200,8 @@ class Review:
             for rec in sorted(self.records(i), key=lambda r: r["class_id"]):
                 key = norm_name(rec["name"])
                 row = rows.setdefault(key, Row(key, rec["name"], [None] * len(self.corpora)))
-                row.cells[i] = Cell(i, rec, findings.get(rec["class_id"], []), hand_edited(rec))
+                row.cells[i] = Cell(i, rec, findings.get(rec["class_id"], []), hand_edited(rec),
+                                    proposal=self.proposals.get((i, rec["class_id"])))
         for row in rows.values():
             mark_differences(row)
         return list(rows.values())
@@ -225,6 +242,49 @@ class Review:
             self._save(target, records, rec, mark_edited(new), versions[target])
         return (f"copied class {row.name!r} from {self.corpora[source].path} to {self.corpora[target].path} "
                 "(marked edited)")
+
+    def regenerate(self, i: int, class_id: int, sample: int = 0) -> str:
+        """Ask the backend for one class again and keep the result as a proposal (nothing is written).
+        The call runs without the page's lock: edits made meanwhile go through."""
+        if self.regenerator is None:
+            raise ReviewError(NO_BACKEND)
+        state = self.corpora[i]
+        if state.read_only:
+            raise ReviewError(f"{state.path}: a curated corpus is read-only here; nothing to regenerate into")
+        if sample < 0:
+            raise ReviewError(f"sample: must be 0 or more (got {sample})")
+        proposal = self.regenerator.propose(state.path, self.records(i), class_id, sample)
+        with self.lock:
+            self.proposals[(i, class_id)] = proposal
+        source = "every reply from the cache" if proposal.sent == 0 else f"{proposal.sent} call(s) sent"
+        return (f"proposal for class {class_id} {proposal.record['name']!r} from {proposal.record['model']} "
+                f"(seed {proposal.seed}; {source}, cache {proposal.cache}): accept or discard")
+
+    def accept_proposal(self, i: int, class_id: int, version: str, confirm: bool = False) -> str:
+        """Write the proposed record in place of the current one (validated, atomic, version-checked,
+        marked edited so a later `generate` keeps it); a hand-edited record needs `confirm`."""
+        with self.lock:
+            records = self._writable(i, version)
+            rec = _find(records, class_id, self.corpora[i].path)
+            proposal = self.proposals.get((i, class_id))
+            if proposal is None:
+                raise ReviewError(f"class {class_id} {rec['name']!r}: no proposal to accept (regenerate first)")
+            if hand_edited(rec) and not confirm:
+                raise ReviewError(f"class {class_id} {rec['name']!r} is hand-edited: tick 'replace the hand-edited "
+                                  "text' to accept the regenerated one; nothing written")
+            new = {**copy.deepcopy(rec), **{k: copy.deepcopy(proposal.record[k]) for k in REGENERATED_FIELDS}}
+            new.pop("fallback", None)
+            self._save(i, records, rec, mark_edited(new), version)
+            del self.proposals[(i, class_id)]
+        return (f"wrote the regenerated class {class_id} {rec['name']!r} to {self.corpora[i].path} "
+                "(marked edited: a later `generate` keeps it)")
+
+    def discard_proposal(self, i: int, class_id: int) -> str:
+        with self.lock:
+            proposal = self.proposals.pop((i, class_id), None)
+        if proposal is None:
+            return f"class {class_id}: no proposal to discard"
+        return f"discarded the proposal for class {class_id} {proposal.record['name']!r}; the corpus is unchanged"
 
     def undo(self, i: int) -> str:
         """Put back the records as they were before this page's last change to corpus i."""
@@ -295,12 +355,18 @@ def mark_differences(row: Row) -> None:
     if len(row.cells) != 2 or None in row.cells:
         return
     a, b = row.cells[0], row.cells[1]
-    for x, y in ((a, b), (b, a)):
-        other = {norm_name(s) for s in y.record["synonyms"]}
-        x.diff |= {f"synonyms.{i}" for i, s in enumerate(x.record["synonyms"]) if norm_name(s) not in other}
-        x.diff |= {f"parts.{p}" for p in PART_NAMES if x.record["parts"][p] != y.record["parts"][p]}
-        if x.record["description"] != y.record["description"]:
-            x.diff.add("description")
+    a.diff |= differing(a.record, b.record)
+    b.diff |= differing(b.record, a.record)
+
+
+def differing(rec: dict, other: dict) -> set[str]:
+    """The fields of `rec` whose text `other` lacks: synonyms by normalised form, parts, description."""
+    theirs = {norm_name(s) for s in other["synonyms"]}
+    out = {f"synonyms.{i}" for i, s in enumerate(rec["synonyms"]) if norm_name(s) not in theirs}
+    out |= {f"parts.{p}" for p in PART_NAMES if rec["parts"][p] != other["parts"][p]}
+    if rec["description"] != other["description"]:
+        out.add("description")
+    return out
 
 
 def _find(records: list[dict], class_id: int, path: Path) -> dict:

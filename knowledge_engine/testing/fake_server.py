@@ -51,6 +51,7 @@ class Fault:
     template: str | None = None  # only requests of this template kind (synonyms, parts, combined)
     field: str | None = None  # kind "field": this reply field ...
     text: str | None = None  # ... gets this text (e.g. "The knees bend,.")
+    gate: threading.Event | None = None  # kind "slow": answer once this is set (at most `delay` s), not before
 
 
 @dataclass
@@ -277,7 +278,10 @@ class _Handler(BaseHTTPRequestHandler):
                                        "type": "invalid_request_error"}})
             return True
         if fault.kind == "slow":
-            time.sleep(fault.delay)
+            if fault.gate is not None:
+                fault.gate.wait(fault.delay)
+            else:
+                time.sleep(fault.delay)
             return False
         if fault.kind == "bad_body":
             self._send_raw(200, b"{this is not json", "application/json")

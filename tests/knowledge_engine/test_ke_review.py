@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import urllib.error
@@ -13,12 +14,16 @@ import pytest
 
 pytest.importorskip("starlette", reason="the review page needs the [serve] extra")
 
+from ke_helpers import SECRET, read_jsonl  # noqa: E402
+
 from corpus import CURATED, content_hash, load_records  # noqa: E402
 from knowledge_engine.lint import LintOptions  # noqa: E402
 from knowledge_engine.review.session import Review, ReviewError, attach, keep  # noqa: E402
 from knowledge_engine.testing.browser import start_review  # noqa: E402
+from knowledge_engine.testing.fake_server import Fault  # noqa: E402
 
 NO_EMBEDDINGS = LintOptions(encoder="none")
+DISABLED = re.compile(r"\sdisabled\s")  # a disabled button (not htmx's hx-disabled-elt)
 
 
 def generated_copy(path: Path, source: Path = CURATED["nw-ucla"]) -> Path:
@@ -126,3 +131,89 @@ def test_serve_refuses_bad_input_in_one_line(tmp_path):
     assert res.exit_code == 1 and "bad.jsonl:1: field" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["serve", str(bad), str(bad), str(bad), "--encoder", "none"])
     assert res.exit_code == 1 and "give one corpus, or two" in res.output
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=60) as r:
+        return r.read().decode()
+
+
+def _version(page: str) -> str:
+    return re.search(r'id="version-0" name="version-0" value="(\w+)"', page).group(1)
+
+
+def _error_line(body: str) -> str:
+    """The one line a refusal shows (the status div's text)."""
+    assert "Traceback" not in body
+    return html.unescape(re.fullmatch(r'<div class="error" role="alert">([^<\n]+)</div>', body).group(1))
+
+
+def test_without_a_backend_regenerate_is_off_and_says_why(tmp_path):
+    from starlette.testclient import TestClient
+
+    from knowledge_engine.review.server import make_app
+
+    client = TestClient(make_app(Review([generated_copy(tmp_path / "g.jsonl")], lint=NO_EMBEDDINGS)))
+    page = client.get("/").text
+    assert page.count('class="regenerate" data-corpus="0"') == 10 and len(DISABLED.findall(page)) == 10
+    assert "no backend configured: start `pcle prompts serve` with --base-url" in page
+    res = client.post("/regenerate", data={"corpus": 0, "class_id": 4})
+    assert res.status_code == 422 and _error_line(res.text).startswith("no backend configured")
+
+
+def test_regenerate_proposes_then_writes_only_on_accept(server, tmp_path):
+    """`serve --base-url` against the test LLM server: a proposal through the cache and call log, written
+    on accept (version-checked, a hand-edited record only with confirm); a bad reply and a dead server
+    are one line each."""
+    path, cache = generated_copy(tmp_path / "g.jsonl"), tmp_path / "cache.jsonl"
+    proc, url = start_review([path], "--encoder", "none", "--base-url", server.url, "--model", "fake-model",
+                             "--api-key", SECRET, "--cache", str(cache), "--n", "1", "--max-retries", "0",
+                             "--invalid-retries", "0", "--backoff-base", "0.01", "--timeout", "10")
+    try:
+        page = _get(url)
+        assert f"regenerate asks the openai backend, model fake-model at {server.url}" in page
+        assert page.count('hx-post="/regenerate"') == 10 and not DISABLED.search(page)
+        before = path.read_bytes()
+        status, body = _post(url + "regenerate", {"corpus": 0, "class_id": 4})
+        assert status == 200, body
+        assert 'id="proposal-0-4" hx-swap-oob="true"' in body and "2 call(s) sent" in body
+        assert sorted((s.class_name, s.template) for s in server.seen) == [("sit down", "parts"),
+                                                                            ("sit down", "synonyms")]
+        assert path.read_bytes() == before  # a proposal writes nothing
+        assert [r["status"] for r in read_jsonl(cache)] == ["ok", "ok"]
+        log = cache.with_name("cache.calls.jsonl")
+        assert {e["class"] for e in read_jsonl(log)} == {"sit down"} and SECRET not in log.read_text()
+        status, body = _post(url + "regenerate", {"corpus": 0, "class_id": 4})
+        assert status == 200 and "from the cache" in body and len(server.seen) == 2
+
+        status, body = _post(url + "regenerate/accept", {"corpus": 0, "class_id": 4, "version-0": "stale"})
+        assert status == 409 and "changed since this page was loaded" in _error_line(body)
+        status, body = _post(url + "regenerate/accept", {"corpus": 0, "class_id": 4, "version-0": _version(page)})
+        assert status == 200 and "wrote the regenerated class 4 'sit down'" in html.unescape(body)
+        rec = load_records(path)[4]
+        assert rec["synonyms"] == ["sit down", "sit down now", "sit down variant 0"]
+        assert rec["parts"]["legs"] == "The legs move during sit down (0)."
+        assert rec["edited"] is True and rec["model"] == "fake-model" and rec["content_hash"] == content_hash(rec)
+        assert 'id="proposal-0-4"' in body and "proposed by" not in body  # the proposal is gone
+
+        status, body = _post(url + "regenerate", {"corpus": 0, "class_id": 4, "sample": 1})
+        assert status == 200 and "seed 1;" in body and len(server.seen) == 4
+        version, before = _version(_get(url)), path.read_bytes()
+        status, body = _post(url + "regenerate/accept", {"corpus": 0, "class_id": 4, "version-0": version})
+        assert status == 422 and "is hand-edited: tick 'replace the hand-edited text'" in _error_line(body)
+        assert path.read_bytes() == before
+        status, body = _post(url + "regenerate/accept", {"corpus": 0, "class_id": 4, "version-0": version,
+                                                         "confirm": "1"})
+        assert status == 200 and "sit down variant 1" in load_records(path)[4]["synonyms"]
+
+        server.faults = [Fault("malformed", match="throw", template="parts", times=5)]
+        before = path.read_bytes()
+        status, body = _post(url + "regenerate", {"corpus": 0, "class_id": 8})
+        assert status == 422 and "regenerating class 8 'throw': class 'throw' [parts]:" in _error_line(body)
+        server.stop()
+        status, body = _post(url + "regenerate", {"corpus": 0, "class_id": 9})
+        assert status == 422 and "nothing was sent (is the server running?" in _error_line(body)
+        assert path.read_bytes() == before
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
