@@ -170,12 +170,21 @@ def probe(name: str, classes: Path, args: argparse.Namespace, backend: LlamaCppB
         "no_valid_reply_rate": round(len(failed) / max(1, len(finished)), 3),
         "classes_without_reply": failed,
         "calls": sum(int(r.get("calls") or 0) for r in rows.values()),
+        "no_valid_reply_by_budget": by_budget(finished, args.invalid_retries) if args.n == 1 else None,
         "rejected": sum(kinds.values()),
         "rejections_by_kind": dict(kinds.most_common()),
         "copied_examples": dict(copied.most_common()),
         "calls_this_run": stats.sent,
         "wall_s_this_run": round(wall, 1),
     }
+
+
+def by_budget(finished: list[dict], budget: int) -> dict[str, int]:
+    """Classes left without a valid reply at every smaller --invalid-retries, from one n = 1 run at `budget`:
+    a request falls back at budget b when its first b + 1 calls (seeds s .. s+b, the same replies whatever n,
+    since llama.cpp answers one choice per call) were all rejected."""
+    first_valid = [r["bad_calls"] if r["status"] == "ok" else budget + 1 for r in finished]
+    return {str(b): sum(i > b for i in first_valid) for b in range(budget + 1)}
 
 
 def _rejections(rows) -> tuple[Counter, Counter]:
