@@ -9,7 +9,8 @@ A corpus is JSONL, one record per action class, validated against `prompts/corpu
   guard and a version check against concurrent editors;
 - `edits`: the content hash that detects hand edits and the `edited` flag;
 - `text_encoder`: the narrow encoder interface the corpus checks embed texts with;
-- `paths`: `prompts/`, the schema file, the curated corpora.
+- `paths`: `prompts/`, the schema file, the curated corpora;
+- `interrupt`: SIGTERM handled like Ctrl-C, for the commands of both stages.
 
 Both stages import from here; `corpus` imports neither at module level.
 """

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from corpus import CorpusError
+from corpus.interrupt import exit_code as interrupt_exit_code
+from corpus.interrupt import sigterm_as_interrupt
 from corpus.overwrite import OverwriteError
 from knowledge_engine.backends import BackendConfig
 from knowledge_engine.backends.base import Sampling
@@ -36,11 +38,13 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def clean_errors(fn):
-    """Turn expected failures into a one-line message and exit code 1."""
+    """Turn expected failures into a one-line message and exit code 1. SIGTERM (a cluster's preemption,
+    `timeout`) is a Ctrl-C: the same message, the cache kept, exit code 143 (130 for Ctrl-C)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with sigterm_as_interrupt():
+                return fn(*args, **kwargs)
         except (KnowledgeEngineError, CorpusError, OverwriteError) as e:
             err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
             raise typer.Exit(1) from None
@@ -48,9 +52,9 @@ def clean_errors(fn):
             where = e.filename if e.filename is not None else "file system"
             err.print(f"[red]error:[/red] {escape(str(where))}: {escape(e.strerror or str(e))}", highlight=False)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (corpus/interrupt.py)
             err.print("interrupted: completed requests are cached; rerun to continue")
-            raise typer.Exit(130) from None
+            raise typer.Exit(interrupt_exit_code(e)) from None
     return wrapper
 
 

@@ -23,12 +23,12 @@ def clean_errors(interrupted: Callable[[], str] = lambda: "interrupted"):
 
     `interrupted` says, at the moment of a Ctrl-C or SIGTERM, what was kept (it looks at the run folder then).
     """
-    from recognizer.interrupt import exit_code, sigterm_as_interrupt
+    from corpus.interrupt import exit_code, sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():
             yield
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (recognizer/interrupt.py)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (corpus/interrupt.py)
         console.print(f"[yellow]{interrupted()}", highlight=False, soft_wrap=True)
         raise typer.Exit(exit_code(e)) from None
     except USER_ERRORS as e:

@@ -66,3 +66,36 @@ def read_jsonl_lenient(path) -> list[dict]:
         except json.JSONDecodeError:
             pass
     return out
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_the_rerun_resumes(server, paths, tmp_path):
+    """A cluster's preemption or `timeout` sends SIGTERM: the real `pcle prompts generate` says what it kept,
+    exits 143 and the next run sends only what is missing (it used to die silently, exit -15)."""
+    server.latency = 0.1
+    ref = {"out": tmp_path / "ref.jsonl", "cache": tmp_path / "ref-cache.jsonl", "tmp": tmp_path}
+    assert generate(server, ref, "--concurrency", "2").exit_code == 0
+    server.reset()
+
+    args = [sys.executable, "-m", "pipeline", "prompts", "generate", "--classes", str(NW_UCLA), "--base-url",
+            server.url, "--model", "fake-model", "--out", str(paths["out"]), "--cache", str(paths["cache"]),
+            "--concurrency", "2", *FAST]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(_completed(paths["cache"])) < 6 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "interrupted: completed requests are cached; rerun to continue" in stderr
+    assert "Traceback" not in stderr
+    done = {(r["request"]["class"], r["request"]["template"]["name"]) for r in _completed(paths["cache"])
+            if r.get("status") in ("ok", "invalid")}
+    assert 6 <= len(done) < 20, "the run should have been stopped mid-way"
+    assert not paths["out"].exists()
+
+    server.reset()
+    assert generate(server, paths, "--concurrency", "2").exit_code == 0  # the lock was released
+    resent = {(s.class_name, s.template) for s in server.seen}
+    assert not resent & done
+    assert paths["out"].read_text() == ref["out"].read_text()

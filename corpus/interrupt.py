@@ -1,5 +1,8 @@
 """SIGTERM (a cluster's preemption, `timeout`, `kill`) is handled like Ctrl-C: the same message, the same
-state kept, so a rerun resumes. Exit code 143 (128 + SIGTERM) as a shell reports a terminated process."""
+state kept, so a rerun resumes. Exit code 143 (128 + SIGTERM) as a shell reports a terminated process.
+
+It lives in `corpus/` because both stages' commands use it (`pcle train` and `pcle prompts generate`) and
+stage 1 may import the recognizer only through this package (tests/test_corpus_contract.py)."""
 
 from __future__ import annotations
 
