@@ -13,7 +13,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from corpus.paths import is_curated, is_shipped
@@ -24,23 +25,43 @@ class StaleCorpusError(CorpusError):
     """The file changed on disk since the version a write was based on."""
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path) then rename over `path` (same directory, so the rename is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+@contextmanager
+def errors_name(target: str | Path) -> Iterator[None]:
+    """An OSError inside names `target`, the file the user asked for, not the temporary file the write went
+    through (`.corpus.jsonl.k3j2.tmp -> corpus.jsonl: Is a directory` told nobody what to fix)."""
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:  # on disk before the rename, so a power cut cannot leave an empty file
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        yield
+    except OSError as e:
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(target)) from None
+
+
+def temp_prefix(path: Path) -> str:
+    """`.NAME.` for the temporary file beside `path`, cut so that the temporary name (8 random characters
+    and `.tmp` added) stays within the usual 255-byte limit whenever `path`'s own name does."""
+    return "." + path.name.encode("utf-8")[: 255 - 15].decode("utf-8", "ignore") + "."
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call write(tmp_path) then rename over `path` (same directory, so the rename is atomic). Errors name
+    `path`."""
+    path = Path(path)
+    with errors_name(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
+        os.close(fd)
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as f:  # on disk before the rename, so a power cut cannot leave an empty file
+                os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

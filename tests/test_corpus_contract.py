@@ -134,3 +134,35 @@ def test_curated_corpora_are_guarded_and_errors_name_the_line(tmp_path):
     bad.write_text(good + "\n[1]\n")
     with pytest.raises(CorpusError, match=r"bad.jsonl:2: a record is a JSON object"):
         read_records(bad)
+
+
+def test_a_failed_atomic_write_names_the_target_not_its_temporary_file(tmp_path):
+    from corpus import atomic_write_text
+
+    target = tmp_path / "corpus.jsonl"
+    (target / "inside").mkdir(parents=True)  # a folder where the file should go: the rename fails
+    with pytest.raises(OSError) as e:
+        atomic_write_text(target, "x\n")
+    assert e.value.filename == str(target) and ".tmp" not in str(e.value), str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl"]  # the temporary file is gone
+
+
+def test_a_long_file_name_is_written_although_its_temporary_name_is_longer(tmp_path):
+    from corpus import atomic_write_text
+
+    target = tmp_path / ("c" * 244 + ".jsonl")  # 250 bytes: a legal name; '.NAME.XXXXXXXX.tmp' was not
+    atomic_write_text(target, "x\n")
+    assert target.read_text() == "x\n"
+
+
+def test_the_cli_error_of_a_failed_write_names_the_file_given(tmp_path):
+    from typer.testing import CliRunner
+
+    from knowledge_engine.cli import app
+
+    folder = tmp_path / "syn.txt"
+    (folder / "keep").mkdir(parents=True)
+    res = CliRunner().invoke(app, ["export", str(CURATED["nw-ucla"]), "--synonyms", str(folder), "--parts",
+                                   str(tmp_path / "parts.txt")])
+    assert res.exit_code == 1
+    assert f"error: {folder}:" in " ".join(res.output.split()) and ".tmp" not in res.output, res.output

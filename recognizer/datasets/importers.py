@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus import CURATED, PROMPTS_DIR
+from corpus.files import errors_name
 from recognizer.datasets import DatasetError
 from recognizer.datasets.base import Split
 from recognizer.datasets.native import META, make_meta, save_array, save_json, save_text
@@ -93,12 +94,13 @@ def write_streamed(folder: Path, split: str, n: int, shape: tuple[int, ...],
                    fill: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, list[str]]]) -> None:
     """Pre-allocate (n, *shape) on disk, let `fill` write rows, then move files into place."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{split}_data.npy.tmp"
-    data = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
-    labels, lengths, names = fill(data)
-    data.flush()
-    del data
-    os.replace(tmp, folder / f"{split}_data.npy")
+    tmp, target = folder / f".{split}_data.npy.tmp", folder / f"{split}_data.npy"
+    with errors_name(target):  # an errno error names the array asked for, not its temporary file
+        data = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
+        labels, lengths, names = fill(data)
+        data.flush()
+        del data
+        os.replace(tmp, target)
     save_array(folder / f"{split}_label.npy", np.asarray(labels, dtype=np.int64))
     save_array(folder / f"{split}_length.npy", np.asarray(lengths, dtype=np.int64))
     save_text(folder / f"{split}_names.txt", "".join(f"{s}\n" for s in names))

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus import CURATED, PROMPTS_DIR
+from corpus.files import errors_name
 from recognizer.datasets import DatasetError, register
 from recognizer.datasets.base import DatasetBundle
 from recognizer.datasets.native import (
@@ -352,12 +353,13 @@ def _assemble(work: _Work, classes: list[str], raw: str) -> None:
 def _compact(src: Path, target: Path, rows: list[int], chunk: int = 256) -> None:
     data = np.load(src, mmap_mode="r")
     tmp = target.with_name(f".{target.name}.tmp")
-    dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), *data.shape[1:]))
-    for k in range(0, len(rows), chunk):
-        dst[k : k + chunk] = data[rows[k : k + chunk]]
-    dst.flush()
-    del dst
-    os.replace(tmp, target)
+    with errors_name(target):  # an errno error names the array asked for, not its temporary file
+        dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), *data.shape[1:]))
+        for k in range(0, len(rows), chunk):
+            dst[k : k + chunk] = data[rows[k : k + chunk]]
+        dst.flush()
+        del dst
+        os.replace(tmp, target)
 
 
 def _made_by(benchmark: str, names: list[str], t_max: int) -> dict:
