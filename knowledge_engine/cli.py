@@ -134,7 +134,8 @@ STRUCTURED = typer.Option(None, help="json_schema | json_object | none (default:
 OUT = typer.Option(None, "--out", help="Corpus file (default prompts/generated/<dataset>-<model>.jsonl).")
 CACHE = typer.Option(None, help="Cache file (default prompts/cache/<dataset>-<model>.jsonl).")
 TIMEOUT = typer.Option(120.0, help="Per-call timeout in seconds.")
-COVER_DATASET = typer.Option(None, help="Also check that every class of this dataset has a record.")
+COVER_DATASET = typer.Option(None, help="Also check that every class of this dataset has a record (without "
+                              "CORPUS: check the corpus training on it reads).")
 # Options shared by `generate` and `serve` (the review page's "regenerate" sends what `generate` would).
 MAX_RETRIES = typer.Option(5, help="Retries per call on 429/5xx/timeouts/connection errors.")
 BACKOFF_BASE = typer.Option(0.5, help="First backoff in seconds (doubles, with jitter).")
@@ -235,6 +236,10 @@ def _print_plan(plan: dict) -> None:
               f"({plan['cached']} cached; {plan['classes']} classes; backend {plan['backend']}, model "
               f"{plan['model']}); at most {plan['worst_case_tokens']} tokens for their first calls",
               highlight=False, markup=False)
+    if plan.get("missing"):
+        out.print(f"note: a real run with backend {plan['backend']} needs {plan['missing']}, which is not installed "
+                  "here (pip install '.[local]' for llama-cpp-python, '.[vllm]' for vllm)", highlight=False,
+                  markup=False)
 
 
 def _report(result, timeout: float) -> None:
@@ -283,10 +288,30 @@ def show(corpus: Path, cls: str = typer.Argument(None, metavar="[CLASS]", help="
         out.print(corpus_table(records, str(corpus)))
 
 
+def dataset_corpus(corpus: Path | None, dataset: str | None) -> Path:
+    """CORPUS, or without it the corpus `pcle train --dataset D` reads when no --prompts is given: the curated
+    prompts/<D>.jsonl (`pcle prompts lint --dataset nw-ucla`, as the docs write it)."""
+    if corpus is not None:
+        return corpus
+    from corpus import CURATED
+
+    if dataset is None:
+        raise KnowledgeEngineError("give a CORPUS file, or --dataset D for the corpus training on D reads "
+                                   f"({', '.join(sorted(CURATED))})")
+    if dataset not in CURATED:
+        raise KnowledgeEngineError(f"--dataset {dataset}: no shipped corpus (datasets with one: "
+                                   f"{', '.join(sorted(CURATED))}); give the CORPUS file")
+    return CURATED[dataset]
+
+
+CORPUS_ARG = typer.Argument(None, show_default=False, help="Corpus file; omit it with --dataset D for the "
+                            "corpus training on D reads (the curated prompts/D.jsonl).")
+
+
 @app.command()
 @clean_errors
 def validate(
-    corpus: Path,
+    corpus: Path = CORPUS_ARG,
     dataset: str = COVER_DATASET,
     classes: Path = CLASSES,
     strict: bool = typer.Option(False, help="Treat warnings (fallback text) as errors."),
@@ -294,6 +319,7 @@ def validate(
     """Schema and content checks: blank fields, duplicates, synonyms naming another class."""
     from knowledge_engine.inspect_corpus import validate_corpus
 
+    corpus = dataset_corpus(corpus, dataset)
     names = load_classes(class_file(dataset, classes)) if (dataset or classes) else None
     findings = validate_corpus(corpus, names)
     for f in findings:
@@ -424,7 +450,7 @@ def log_cmd(
 @app.command()
 @clean_errors
 def lint(
-    corpus: Path,
+    corpus: Path = CORPUS_ARG,
     dataset: str = COVER_DATASET,
     classes: Path = CLASSES,
     threshold: float = typer.Option(0.9, help="Cosine similarity at or above which texts of two classes "
@@ -438,6 +464,7 @@ def lint(
     part texts, copies of a template's example, lengths. Exit 1 on errors, 0 on warnings only."""
     from knowledge_engine.lint import LintOptions, counts, lint_corpus
 
+    corpus = dataset_corpus(corpus, dataset)
     if not err.is_terminal:  # no "Loading weights" bar in a log or a pipe (README: bars on a terminal only)
         from transformers.utils import logging as hf_logging
 

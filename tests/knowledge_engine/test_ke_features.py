@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
+import pytest
 from ke_helpers import NW_UCLA, ROOT, generate, read_jsonl, write_classes
 from typer.testing import CliRunner
 
@@ -124,10 +127,17 @@ def _write(path: Path, records: list[dict]) -> Path:
     return path
 
 
-def test_lint_curated_corpus_has_warnings_only():
-    res = runner.invoke(app, ["lint", str(CURATED_UCLA), "--json", "--dataset", "nw-ucla"])
+def test_lint_curated_corpus_has_warnings_only_and_as_many_as_the_docs_say():
+    """`pcle prompts lint --dataset nw-ucla` as docs/knowledge_engine.md writes it (it used to fail with
+    "Missing argument 'corpus'"): the curated corpus, and the docs' count of its findings is the real one."""
+    res = runner.invoke(app, ["lint", "--dataset", "nw-ucla", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output[res.output.index("{"):])
+    assert Path(report["corpus"]) == CURATED_UCLA
+    doc = " ".join((ROOT / "docs" / "knowledge_engine.md").read_text().split())
+    said = re.search(r"The curated `prompts/nw-ucla.jsonl` has (\d+) errors and (\d+) warnings", doc)
+    assert said, "docs/knowledge_engine.md no longer states the curated corpus's lint count"
+    assert (report["summary"]["errors"], report["summary"]["warnings"]) == tuple(map(int, said.groups()))
     assert report["summary"]["errors"] == 0
     checks = {(i["check"], i["where"]) for i in report["issues"]}
     # the two pick-up classes: near-duplicate synonyms by embedding similarity
@@ -151,3 +161,21 @@ def test_lint_errors_and_warnings_without_embeddings(paths):
     table = runner.invoke(app, ["lint", str(corpus), "--encoder", "none"])
     assert table.exit_code == 1 and "example-copy" in table.output and "error(s)" in table.output
     assert runner.invoke(app, ["lint", str(NW_UCLA)]).exit_code == 1  # not a corpus: clean error
+
+
+@pytest.mark.parametrize("backend_args", [["--base-url", "http://127.0.0.1:9/v1", "--model", "m"],
+                                          [], ["--backend", "vllm", "--model", "Qwen/Qwen2.5-7B-Instruct"],
+                                          ["--backend", "llama-server"]])
+def test_dry_run_needs_no_backend_installed(backend_args, paths, monkeypatch):
+    """Counting what a run would send must work where openai, llama-cpp-python or vllm is absent (a plan
+    made on a laptop for a GPU box); it used to build the backend (vLLM even loads the model)."""
+    for name in ("openai", "llama_cpp", "vllm", "knowledge_engine.backends.openai_compat",
+                 "knowledge_engine.backends.llama_cpp", "knowledge_engine.backends.vllm_batch"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LLM_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    args = ["generate", "--dry-run", "--out", str(paths["out"]), "--cache", str(paths["cache"]), *backend_args]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "dry run: 20 of 20 requests would be sent" in res.output
+    assert not any(paths["tmp"].iterdir())  # nothing written, not even a lock file
