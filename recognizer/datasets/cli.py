@@ -146,7 +146,7 @@ def import_pyskl_command(
 def import_ucla_command(
     src: Path = typer.Argument(..., help="NW-UCLA all_sqe folder"),
     out: Path = typer.Option(..., help="native output folder"),
-    limit: int = typer.Option(None, help="convert only the first N clips (a small example)"),
+    limit: int = typer.Option(None, help="convert only N clips, spread evenly over the classes (a small example)"),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Convert NW-UCLA JSON clips into the native format."""

@@ -10,6 +10,7 @@ Large arrays are filled in place in a memory map, never held whole in memory.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import zipfile
@@ -240,11 +241,29 @@ def _guess_splits(split: dict, path: str | Path) -> dict[str, str]:
 
 # ---- NW-UCLA -------------------------------------------------------------------------------------
 
+def spread_over_classes(files: list[Path], limit: int | None) -> list[Path]:
+    """At most `limit` clips taken in turn from each action (the `aXX` of `aXX_sXX_eXX_vXX`; name order within
+    one), so that a small example has every class: the first 200 names in order were 2 of the 10."""
+    from recognizer.datasets.nw_ucla import NAME
+
+    if limit is None:
+        return files
+    if limit < 1:
+        raise DatasetError(f"--limit: must be at least 1 (got {limit})")
+    by_action: dict[str, list[Path]] = {}
+    for f in files:
+        m = NAME.match(f.stem)
+        by_action.setdefault(m.group(1) if m else "", []).append(f)  # a bad name is reported by read_clip
+    turns = itertools.zip_longest(*by_action.values())
+    return sorted(itertools.islice((f for turn in turns for f in turn if f is not None), limit))
+
+
 def import_ucla(src: str | Path, out: str | Path, limit: int | None = None) -> Path:
-    """NW-UCLA `all_sqe` JSON -> native folder (train = views 1, 2; test = view 3)."""
+    """NW-UCLA `all_sqe` JSON -> native folder (train = views 1, 2; test = view 3); `limit` clips spread
+    evenly over the classes."""
     from recognizer.datasets.nw_ucla import CLASS_NAMES, read_clip
 
-    files = sorted(Path(src).glob("*.json"))[:limit]
+    files = spread_over_classes(sorted(Path(src).glob("*.json")), limit)
     if not files:
         raise DatasetError(f"{src}: no NW-UCLA *.json clips")
     clips = {"train": [], "test": []}

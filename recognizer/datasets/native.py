@@ -10,7 +10,8 @@
 meta.json: {"format": "pcle-skeleton", "version": 1, "name": str, "class_names": [str],
 "layout": "ntu25" | "ucla20" | "coco17" | {"name", "edges": [[a, b], ...], "center", "parts":
 {"head": [...], "hands_arms": [...], "hips": [...], "legs_feet": [...]}, "root"?, "joint_names"?,
-"num_joints"?}, "splits": ["train", "test", ...], "corpus"?: path (relative to the folder),
+"num_joints"?}, "splits": ["train", "test", ...], "corpus"?: path (relative to the folder, or `prompts/NAME` for a
+corpus shipped with pcle),
 "centre"?: "none" | "first-frame", "coordinates"?: int, "source"?: {...}}.
 Spec and a worked example: docs/datasets.md. meta.json is written last, so a folder with it is
 complete; every file is written to a temporary name and moved into place.
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus import PROMPTS_DIR
 from recognizer.checkpoint import atomic_save_array, atomic_write_text
 from recognizer.datasets import DatasetError, register
 from recognizer.datasets.base import CENTRINGS, DatasetBundle, Split, centre_clip
@@ -84,7 +86,7 @@ def make_meta(name: str, class_names: list[str], layout: Layout, splits: list[st
     meta = {"format": FORMAT, "version": VERSION, "name": name, "class_names": list(class_names),
             "layout": layout_to_meta(layout), "splits": list(splits)}
     if corpus:
-        meta["corpus"] = corpus
+        meta["corpus"] = corpus_ref(corpus)
     if centre:
         meta["centre"] = centre
     if source:
@@ -237,12 +239,38 @@ def load_native(folder: str | Path, splits: list[str] | None = None, mmap: bool 
     return meta, layout, out
 
 
+def corpus_ref(corpus: str | Path) -> str:
+    """What meta.json stores for a corpus: one shipped in prompts/ as `prompts/NAME` (found in whichever
+    checkout or install reads the folder, so a dataset folder moves between machines; an absolute path
+    named this clone), any other as given."""
+    try:
+        rel = Path(corpus).resolve().relative_to(PROMPTS_DIR.resolve())
+    except ValueError:
+        return str(corpus)
+    return (Path("prompts") / rel).as_posix()
+
+
+def _shipped(path: Path) -> Path | None:
+    """`prompts/NAME` (or an older meta.json's absolute `/other/clone/prompts/NAME`) -> this install's file."""
+    parts = path.parts
+    if "prompts" not in parts:
+        return None
+    tail = parts[len(parts) - 1 - parts[::-1].index("prompts") + 1:]
+    shipped = PROMPTS_DIR.joinpath(*tail)
+    return shipped if tail and shipped.is_file() else None
+
+
 def resolve_corpus(meta: dict, folder: Path) -> str | None:
+    """meta.json's corpus: absolute, relative to the folder, or a corpus shipped in prompts/ (`corpus_ref`)."""
     corpus = meta.get("corpus")
     if not corpus:
         return None
     path = Path(corpus)
-    return str(path if path.is_absolute() else (folder / path).resolve())
+    given = path if path.is_absolute() else (folder / path).resolve()
+    if given.is_file():
+        return str(given)
+    shipped = _shipped(path)
+    return str(shipped if shipped is not None else given)
 
 
 def centring(meta: dict, where: str, override: str | None = None) -> str:

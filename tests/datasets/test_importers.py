@@ -96,3 +96,35 @@ def test_pyskl_label_out_of_range_and_garbage(tmp_path):
     (tmp_path / "b.pkl").write_bytes(b"\x80\x04garbage")
     with pytest.raises(DatasetError, match="not a readable pickle"):
         import_pyskl(tmp_path / "b.pkl", tmp_path / "out", "nw-ucla", trust_pickle=True)
+
+
+def test_import_ucla_limit_spreads_over_the_classes_and_the_corpus_path_travels(tmp_path):
+    """`--limit 200` of docs/datasets.md gave 2 of 10 classes (the first names in order), and meta.json named
+    the curated corpus by this clone's absolute path, so a moved folder lost it."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from ds_paths import UCLA, need
+
+    from corpus import CURATED
+    from recognizer.datasets.native import resolve_corpus
+
+    need(UCLA)
+    out = tmp_path / "ucla-small"
+    res = CliRunner().invoke(app, ["import-ucla", str(UCLA), "--out", str(out), "--limit", "20"])
+    assert res.exit_code == 0, res.output
+    labels = np.concatenate([np.load(out / f"{s}_label.npy") for s in ("train", "test")])
+    assert np.bincount(labels, minlength=10).tolist() == [2] * 10
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["corpus"] == "prompts/nw-ucla.jsonl"
+    (tmp_path / "elsewhere").mkdir()
+    moved = Path(shutil.move(out, tmp_path / "elsewhere" / "ucla"))
+    assert resolve_corpus(meta, moved) == str(CURATED["nw-ucla"])
+    old = {**meta, "corpus": "/some/other/clone/prompts/nw-ucla.jsonl"}  # what import-ucla used to write
+    assert resolve_corpus(old, moved) == str(CURATED["nw-ucla"])
+    own = moved / "mine.jsonl"  # a corpus of the folder's own still wins
+    own.write_text(CURATED["nw-ucla"].read_text())
+    assert resolve_corpus({**meta, "corpus": "mine.jsonl"}, moved) == str(own)
+    bad = CliRunner().invoke(app, ["import-ucla", str(UCLA), "--out", str(tmp_path / "x"), "--limit", "0"])
+    assert bad.exit_code != 0 and "--limit: must be at least 1" in bad.output
