@@ -81,8 +81,19 @@ def test_the_cuda_error_names_options_that_exist():
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
-    with pytest.raises(ValueError, match="--set run.device=cpu for pcle train; --device cpu for evaluate"):
+    with pytest.raises(ValueError, match="--set run.device=cpu for pcle train; --device cpu for evaluate") as e:
         resolve_device("cuda")
+    # every option the advice names exists: run.device in the config, --device on each command it lists
+    import re
+
+    import typer
+
+    from recognizer.config import RunConfig
+
+    assert RunConfig().device == "auto"
+    named = re.search(r"--device cpu for ([a-z, ]+)\)", str(e.value)).group(1).split(", ")
+    commands = typer.main.get_command(app).commands
+    assert named and all("--device" in {o for p in commands[c].params for o in p.opts} for c in named), named
 
 
 class _Clock:
