@@ -6,11 +6,15 @@ stage 1 may import the recognizer only through this package (tests/test_corpus_c
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
+from collections.abc import Coroutine
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 EXIT_CTRL_C, EXIT_SIGTERM = 130, 143
+T = TypeVar("T")
 
 
 class Terminated(KeyboardInterrupt):
@@ -36,3 +40,38 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)` with SIGTERM acting as asyncio's Ctrl-C: the main task is cancelled (calls in flight
+    end, their `finally` blocks run), then `Terminated` is raised. Raising from the signal handler instead
+    lands in whichever task runs at that moment, which asyncio then reports as "Task exception was never
+    retrieved" with a traceback."""
+    return asyncio.run(_cancel_on_sigterm(main))
+
+
+async def _cancel_on_sigterm(main: Coroutine[Any, Any, T]) -> T:
+    if threading.current_thread() is not threading.main_thread():
+        return await main
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    previous = signal.getsignal(signal.SIGTERM)
+    received: list[bool] = []
+
+    def on_sigterm() -> None:
+        received.append(True)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        result = await main
+    except asyncio.CancelledError:
+        if received:
+            raise Terminated() from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)  # it leaves SIG_DFL: put back the handler of the caller
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if received:  # `main` swallowed the cancellation
+        raise Terminated()
+    return result

@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from corpus import PROMPTS_DIR, read_records, write_records
+from corpus.interrupt import run_async
 from corpus.overwrite import refuse_output
 from knowledge_engine.assemble import assemble, keep_edits
 from knowledge_engine.backends import BackendConfig, make_backend, plan_backend
@@ -124,7 +125,7 @@ def send_missing(opts: GenerateOptions, backend: Backend, cache: Cache, requests
     b = opts.backend
     log = CallLog(log_path(cache.path), [b.api_key, *url_secrets(b.base_url), *b.headers.values()])
     try:
-        stats = asyncio.run(fetch(requests, backend, cache, opts.run, console, log))
+        stats = run_async(fetch(requests, backend, cache, opts.run, console, log))  # SIGTERM: as Ctrl-C
     finally:
         log.close()
     cache.tidy()
@@ -195,7 +196,7 @@ def _first_call(req: Request) -> Call:
 def regenerate_in_memory(opts: GenerateOptions) -> list[dict]:
     """What `generate` would write from the cache alone (nothing is sent), for `diff`."""
     check_generate_options(opts)
-    backend = make_backend(opts.backend)
+    backend = plan_backend(opts.backend)  # the cache keys only: no client library, model or server
     classes, requests = plan(opts, backend)
     _, cache_path = default_paths(opts, backend)
     return assemble(classes, requests, Cache.open(cache_path, compact=False), backend.model)
