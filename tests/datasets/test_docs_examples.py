@@ -157,6 +157,8 @@ SKIP = {
     "pip install -e '.[serve]'": "an install",
     "pcle prompts serve prompts/generated/ntu120-MODEL.jsonl": PLACEHOLDER + " (and a server)",
     "pcle prompts serve prompts/nw-ucla.jsonl prompts/generated/nw-ucla-MODEL.jsonl": PLACEHOLDER + " (and a server)",
+    "pcle prompts serve prompts/generated/nw-ucla-MODEL.jsonl --base-url http://127.0.0.1:8000/v1 --model MODEL":
+        PLACEHOLDER + " (a page and an LLM server)",
 }
 
 
