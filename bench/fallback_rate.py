@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench._env import ROOT  # sets sys.path and the offline switches: first of the project imports
+from corpus.files import atomic_write_text
 from knowledge_engine.backends.base import Sampling
 from knowledge_engine.backends.llama_cpp import LlamaCppBackend
 from knowledge_engine.cache import Cache, acquire, cache_lock
@@ -200,27 +200,15 @@ def _rejections(rows) -> tuple[Counter, Counter]:
 
 
 def _rows(cache: Path) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    if not cache.is_file():
-        return rows
-    for line in cache.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        rows[row["key"]] = row
-    return rows
+    """The cache's last row per key, read as the engine reads it (a torn line is skipped, nothing rewritten)."""
+    return Cache.open(cache, compact=False).rows
 
 
 def save(tag: str, entry: dict) -> None:
     """Merge this tag's numbers into the results file (atomic: temporary file, then rename)."""
     data = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.is_file() else {}
     data.setdefault("runs", {})[tag] = entry
-    fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, RESULTS)
+    atomic_write_text(RESULTS, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def main() -> None:

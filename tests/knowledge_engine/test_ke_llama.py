@@ -19,6 +19,7 @@ from ke_helpers import ROOT, read_jsonl, write_classes
 from typer.testing import CliRunner
 
 from corpus import load_corpus
+from knowledge_engine.cache import Cache
 from knowledge_engine.call_log import log_path, read_log
 from knowledge_engine.cli import app
 from knowledge_engine.testing.fake_server import llama_cpp_format_error
@@ -115,15 +116,8 @@ def _posts(server_log: Path) -> int:
 
 
 def _last_rows(cache: Path) -> dict[str, dict]:
-    """The cache's last row per key, skipping a line torn by the kill."""
-    rows = {}
-    for line in cache.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        rows[row["key"]] = row
-    return rows
+    """The cache's last row per key, read as the engine reads it (skipping a line torn by the kill)."""
+    return Cache.open(cache, compact=False).rows
 
 
 def test_kill_on_the_real_llama_cpp_server_resends_nothing_cached(llama_server, tmp_path):
