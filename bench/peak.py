@@ -39,7 +39,7 @@ from bench._env import ROOT  # sets sys.path and the offline switches: first of 
 from recognizer.config import merge, resolve
 from recognizer.train import build_optimizer, build_parts, make_loader_for, setup_env, train_one_epoch
 from recognizer.training.run_setup import default_root, with_data_root
-from recognizer.training.speed import apply_fast_path
+from recognizer.training.speed import apply_fast_path, cpu_has_native_bf16
 
 RESULTS = ROOT / "bench" / "results" / "peak.json"
 BASE_CONFIG = ROOT / "configs" / "nw-ucla-cpu.yaml"
@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     result = {"command": "python -m bench.peak " + " ".join(argv if argv is not None else sys.argv[1:]),
               "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "load_average_at_start": list(os.getloadavg()), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+              "load_average_at_start": list(os.getloadavg()), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "native_bf16": cpu_has_native_bf16()}  # without it bf16 is emulated: the fast path loses here
     t0 = time.perf_counter()
     result["peak"] = peak = measure_peak(args.peak_reps)
     print_peak(peak)

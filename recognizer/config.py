@@ -8,6 +8,7 @@ as `config.yaml` in every run folder, so a run is reproducible from its folder a
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,12 +173,29 @@ def merge(obj: Any, values: dict, where: str = "config", path: str = "") -> Any:
     return dataclasses.replace(obj, **updates)
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans: only true/false are booleans. PyYAML's 1.1 rules also read on/off/yes/no
+    as booleans, so `--set run.amp=off` or `amp: off` reached a string key as False and was refused."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def load_config_yaml(text: str) -> Any:
+    """`text` parsed as a config (ConfigLoader)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_config_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
@@ -190,7 +208,7 @@ def parse_override(item: str) -> dict:
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected key=value")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw else ""
+    value = load_config_yaml(raw) if raw else ""
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value
@@ -270,4 +288,4 @@ def to_yaml(cfg: Config) -> str:
 
 
 def from_yaml_text(text: str) -> Config:
-    return merge(Config(), yaml.safe_load(text) or {}, "config.yaml")
+    return merge(Config(), load_config_yaml(text) or {}, "config.yaml")

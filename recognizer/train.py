@@ -42,7 +42,7 @@ from recognizer.training.optimizers import Optimizers, split_groups, step_all
 from recognizer.training.provenance import data_record, write_provenance
 from recognizer.training.run_log import EpochLog, StepLog, bars_wanted
 from recognizer.training.run_setup import prepare_run, resolve_device
-from recognizer.training.speed import amp_dtype, apply_fast_path, autocast, fp32_outputs, loader_options
+from recognizer.training.speed import amp_dtype, apply_fast_path, autocast, bf16_warning, fp32_outputs, loader_options
 
 console = Console(stderr=True)
 
@@ -574,6 +574,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         write_provenance(run, _data_provenance(cfg, parts), env.device, resumed=state is not None)
         epoch_log.note(f"{'resumed after epoch ' + str(start) if start else 'started'}: {cfg.method} on "
                        f"{parts.bundle.name}, {cfg.optim.epochs} epochs, device {env.device}")
+        if (slow := bf16_warning(env.device, env.amp)) is not None:
+            epoch_log.note(slow)
         writer = _tensorboard(run)
     end = cfg.optim.epochs if stop_after is None else min(cfg.optim.epochs, start + stop_after)
     steps = StepLog(epoch_log, len(train_loader), end, start, periodic=not bars_wanted(progress, console),

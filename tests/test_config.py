@@ -92,3 +92,16 @@ def test_pcle_hybrid_config_is_the_cpu_grids_row_and_leaves_gap_and_pcke_alone()
         assert resolve(dataset, "pcle", hybrid) != resolve(dataset, "pcle")
     cfg = resolve("nw-ucla", "pcle", hybrid)
     assert cfg.prompt.hybrid and cfg.prompt.pooling == "name" and cfg.model.inference == "fusion"
+
+
+def test_off_and_on_are_words_not_booleans(tmp_path):
+    """YAML 1.1 reads off/on/yes/no as booleans: `--set run.amp=off` (the fp32 path) reached the string key
+    run.amp as False and was refused. Configs read YAML 1.2's booleans: only true/false."""
+    assert resolve("nw-ucla", "gap", overrides=["run.amp=off"]).run.amp == "off"
+    f = tmp_path / "fp32.yaml"
+    f.write_text("run:\n  amp: off\n  compile: false\n")
+    cfg = resolve("nw-ucla", "gap", config_file=str(f))
+    assert cfg.run.amp == "off" and cfg.run.compile is False
+    assert parse_override("run.compile=true") == {"run": {"compile": True}}
+    with pytest.raises(ConfigError, match="run.compile: expected bool, got 'yes'"):
+        resolve("nw-ucla", "gap", overrides=["run.compile=yes"])

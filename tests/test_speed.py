@@ -18,7 +18,14 @@ from torch.utils.data import DataLoader
 
 from recognizer.method.ctrgcn import CTRGCN, GraphConv, set_fused_subsets
 from recognizer.method.graph import NTU25
-from recognizer.training.speed import amp_dtype, compile_module, fp32_outputs, uncompile
+from recognizer.training.speed import (
+    amp_dtype,
+    bf16_warning,
+    compile_module,
+    cpu_has_native_bf16,
+    fp32_outputs,
+    uncompile,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,6 +122,31 @@ def test_bf16_training_on_cpu_keeps_fp32_weights_and_finite_fp32_losses(tmp_path
     assert all(v.dtype in (torch.float32, torch.int64) for v in state["model"].values() if v.is_floating_point()
                or v.dtype == torch.int64)
     assert state["model"]["prompt_learner.ctx"].dtype == torch.float32
+    emulated = cpu_has_native_bf16() is False  # this machine's own CPU: the run says so only where bf16 is slow
+    assert ("bf16 autocast is emulated" in (tmp_path / "run" / "train.log").read_text()) == emulated
+
+
+ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
+SAPPHIRE = "processor\t: 0\nflags\t\t: avx2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile\n"
+GENOA = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n"
+GRAVITON = "processor\t: 0\nFeatures\t: fp asimd sve\n"
+
+
+@pytest.mark.parametrize("cpuinfo,native", [(ZEN3, False), (SAPPHIRE, True), (GENOA, True), (GRAVITON, False),
+                                            ("processor\t: 0\n", None)])
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, cpuinfo, native):
+    f = tmp_path / "cpuinfo"
+    f.write_text(cpuinfo)
+    assert cpu_has_native_bf16(f) is native
+    line = bf16_warning(torch.device("cpu"), torch.bfloat16, f)
+    assert (line is not None) == (native is False)
+    assert bf16_warning(torch.device("cpu"), None, f) is None  # fp32 runs are not warned
+    assert bf16_warning(torch.device("cuda"), torch.bfloat16, f) is None  # the GPU has its own bf16
+
+
+def test_an_unreadable_cpuinfo_warns_nothing(tmp_path):
+    assert cpu_has_native_bf16(tmp_path / "absent") is None
+    assert bf16_warning(torch.device("cpu"), torch.bfloat16, tmp_path / "absent") is None
 
 
 def test_persistent_workers_see_each_epoch_as_a_fresh_loader_does():

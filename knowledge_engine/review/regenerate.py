@@ -14,7 +14,7 @@ from pathlib import Path
 from filelock import Timeout
 
 from knowledge_engine.assemble import build_record
-from knowledge_engine.backends import make_backend, resolve_kind
+from knowledge_engine.backends import make_backend, plan_backend, resolve_kind
 from knowledge_engine.cache import Cache, cache_lock
 from knowledge_engine.call_log import log_path
 from knowledge_engine.classes import CLASSES_DIR, load_classes
@@ -49,10 +49,8 @@ class Regenerator:
         load_templates(tuple(opts.templates))
         self.opts = opts
         self.kind = resolve_kind(opts.backend)
-        if self.kind == "vllm":  # builds (loads) its model: not twice at start
-            if not opts.backend.model:
-                raise KnowledgeEngineError("vllm backend: set --model to a local model directory or name")
-            self.model, self.url = opts.backend.model, ""
+        if self.kind == "vllm":  # its constructor loads the model: plan it (same checks, same model name)
+            self.model, self.url = plan_backend(opts.backend).model, ""
         else:
             backend = make_backend(opts.backend)
             self.model, self.url = backend.model, backend.shown_url if self.kind != "llama" else ""

@@ -8,7 +8,9 @@ functions here, so a run is scored on the path it was trained on.
 
 from __future__ import annotations
 
+import re
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -25,6 +27,32 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp not in AMP:
         raise ValueError(f"run.amp must be auto, bf16, fp16 or off, not '{amp}'")
     return AMP[amp]
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX-BF16); None where `cpuinfo` cannot tell.
+
+    Without either, oneDNN emulates bf16 and autocast is far slower than fp32: on an AVX2-only AMD EPYC
+    (Zen 3) a bf16 GEMM ran at 0.3 GFLOP/s against 93 in fp32 and the fast-path GAP step took 5x the
+    fp32 step (docs/benchmarks.md), so a config that asks for bf16 there must say so before training.
+    """
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    flags = [line for line in text.splitlines() if line.startswith(("flags", "Features"))]
+    if not flags:
+        return None
+    return any(re.search(r"\b(avx512_bf16|amx_bf16)\b", line) for line in flags)
+
+
+def bf16_warning(device: torch.device, dtype: torch.dtype | None,
+                 cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """One line for a bf16 autocast on a CPU without native bf16, else None (GPU, fp32, or unknown CPU)."""
+    if device.type != "cpu" or dtype != torch.bfloat16 or cpu_has_native_bf16(cpuinfo) is not False:
+        return None
+    return ("run.amp=bf16: this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo), so "
+            "bf16 autocast is emulated and several times slower than fp32 here; train with --set run.amp=off")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

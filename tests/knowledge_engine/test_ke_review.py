@@ -161,6 +161,22 @@ def test_without_a_backend_regenerate_is_off_and_says_why(tmp_path):
     assert res.status_code == 422 and _error_line(res.text).startswith("no backend configured")
 
 
+def test_regenerate_with_vllm_plans_the_backend_without_loading_it():
+    """vLLM loads its model in the constructor: the page learns the model name from the plan, and a missing
+    --model is the one line `generate` gives."""
+    import sys
+
+    from knowledge_engine.backends import BackendConfig
+    from knowledge_engine.errors import KnowledgeEngineError
+    from knowledge_engine.review.regenerate import Regenerator
+    from knowledge_engine.run import GenerateOptions
+
+    regen = Regenerator(GenerateOptions(backend=BackendConfig(kind="vllm", model="/models/qwen")))
+    assert regen.describe() == "vllm backend, model /models/qwen" and "vllm" not in sys.modules
+    with pytest.raises(KnowledgeEngineError, match="vllm backend: set --model"):
+        Regenerator(GenerateOptions(backend=BackendConfig(kind="vllm")))
+
+
 def test_regenerate_proposes_then_writes_only_on_accept(server, tmp_path):
     """`serve --base-url` against the test LLM server: a proposal through the cache and call log, written
     on accept (version-checked, a hand-edited record only with confirm); a bad reply and a dead server
