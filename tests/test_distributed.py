@@ -57,8 +57,12 @@ def test_ddp_epoch_equals_single_process_and_only_rank0_writes(tmp_path):
     for k, a in single["model"].items():
         b = ddp["model"][k]
         if a.is_floating_point():  # weights, BatchNorm running statistics, class text
-            # to rounding: relative to the tensor's scale (elementwise rtol fails on tiny entries)
-            assert (a - b).abs().max() <= 1e-3 * a.abs().max() + 1e-5, (k, (a - b).abs().max(), a.abs().max())
+            # to rounding: relative to the tensor's scale (elementwise rtol fails on tiny entries), or to the
+            # step's own update for tensors that start at zero (CTR-GC's alpha: on an AVX2-only Zen 3 it
+            # differed by 0.7 % of its one update, within the 1.4 % above; a wrong reduction is ~100 %)
+            update = (a - before["model"][k]).abs().max()
+            tol = 1e-3 * a.abs().max() + 2e-2 * update + 1e-5
+            assert (a - b).abs().max() <= tol, (k, (a - b).abs().max(), a.abs().max(), update)
             moved += bool((a - before["model"][k]).abs().max() > 1e-3)
         else:
             assert torch.equal(a, b), k
