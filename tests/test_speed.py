@@ -130,10 +130,11 @@ ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 
 SAPPHIRE = "processor\t: 0\nflags\t\t: avx2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile\n"
 GENOA = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n"
 GRAVITON = "processor\t: 0\nFeatures\t: fp asimd sve\n"
+GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd sve i8mm bf16 svebf16\n"
 
 
 @pytest.mark.parametrize("cpuinfo,native", [(ZEN3, False), (SAPPHIRE, True), (GENOA, True), (GRAVITON, False),
-                                            ("processor\t: 0\n", None)])
+                                            (GRAVITON3, True), ("processor\t: 0\n", None)])
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, cpuinfo, native):
     f = tmp_path / "cpuinfo"
     f.write_text(cpuinfo)

@@ -30,7 +30,8 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX-BF16); None where `cpuinfo` cannot tell.
+    """Whether this CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX-BF16, Arm's `bf16` feature); None where
+    `cpuinfo` cannot tell.
 
     Without either, oneDNN emulates bf16 and autocast is far slower than fp32: on an AVX2-only AMD EPYC
     (Zen 3) a bf16 GEMM ran at 0.3 GFLOP/s against 93 in fp32 and the fast-path GAP step took 5x the
@@ -43,7 +44,7 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     flags = [line for line in text.splitlines() if line.startswith(("flags", "Features"))]
     if not flags:
         return None
-    return any(re.search(r"\b(avx512_bf16|amx_bf16)\b", line) for line in flags)
+    return any(re.search(r"\b(avx512_bf16|amx_bf16|bf16)\b", line) for line in flags)  # `_` is a word character
 
 
 def bf16_warning(device: torch.device, dtype: torch.dtype | None,
@@ -51,7 +52,7 @@ def bf16_warning(device: torch.device, dtype: torch.dtype | None,
     """One line for a bf16 autocast on a CPU without native bf16, else None (GPU, fp32, or unknown CPU)."""
     if device.type != "cpu" or dtype != torch.bfloat16 or cpu_has_native_bf16(cpuinfo) is not False:
         return None
-    return ("run.amp=bf16: this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo), so "
+    return ("run.amp=bf16: this CPU has no native bf16 (no avx512_bf16, amx_bf16 or bf16 in /proc/cpuinfo), so "
             "bf16 autocast is emulated and several times slower than fp32 here; train with --set run.amp=off")
 
 
