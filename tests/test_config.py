@@ -105,3 +105,26 @@ def test_off_and_on_are_words_not_booleans(tmp_path):
     assert parse_override("run.compile=true") == {"run": {"compile": True}}
     with pytest.raises(ConfigError, match="run.compile: expected bool, got 'yes'"):
         resolve("nw-ucla", "gap", overrides=["run.compile=yes"])
+
+
+def test_long_cpu_protocol_differs_from_the_cpu_protocol_in_schedule_only():
+    """configs/nw-ucla-cpu-long.yaml (issue 26) is the CPU protocol with a longer schedule: a long run and its
+    16-pass twin must differ in nothing else, for every method (resolved, so a default the file forgets counts)."""
+    from dataclasses import asdict
+
+    from recognizer.config import CONFIG_DIR
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    schedule = {"optim.epochs", "optim.repeat", "optim.warmup_epochs"}
+    for method in ("gap", "pcke", "pcle"):
+        cpu = flat(asdict(resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu.yaml"))))
+        long = flat(asdict(resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu-long.yaml"))))
+        assert {k for k in cpu if cpu[k] != long[k]} == schedule
+        # the same warm-up passes, more passes in all
+        assert long["optim.warmup_epochs"] * long["optim.repeat"] == cpu["optim.warmup_epochs"] * cpu["optim.repeat"]
+        assert long["optim.epochs"] * long["optim.repeat"] > 3 * cpu["optim.epochs"] * cpu["optim.repeat"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from recognizer.analysis.curves import curve, curves_figure, read_log
 from recognizer.datasets.layout_figure import layout_figure, rest_pose
@@ -44,3 +45,28 @@ def test_curves_have_whole_epoch_ticks(tmp_path):
     lo, hi = ax.get_xlim()
     ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_runs_with_different_passes_per_epoch_are_drawn_per_pass(tmp_path):
+    """The long CPU protocol scores every 2 passes (optim.repeat 2), the CPU protocol every pass: drawn per epoch,
+    the long run's epoch 8 (16 passes) would sit beside the short run's epoch 8 (8 passes)."""
+    from recognizer.analysis.curves import plot_curves
+
+    runs = []
+    for name, repeat, epochs in (("short", 1, 4), ("long", 2, 3)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(f"optim:\n  repeat: {repeat}\n")
+        log = [{"epoch": e, "test_top1": 10.0 * e, "epoch_seconds": 30.0 * repeat} for e in range(1, epochs + 1)]
+        (run / "log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in log))
+        runs.append(run)
+    data = plot_curves(runs, tmp_path / "c.png", labels=["short", "long"])
+    assert data["long"]["passes"] == [2, 4, 6] and data["short"]["passes"] == [1, 2, 3, 4]
+    fig = curves_figure(data)
+    assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[1, 2, 3, 4], [2, 4, 6]]
+    assert fig.axes[0].get_xlabel() == "passes over the training split"
+    same = curves_figure({"a": data["short"], "b": data["short"]})  # equal repeats: per epoch, as before
+    assert same.axes[0].get_xlabel() == "epoch"
+    (runs[1] / "config.yaml").write_text("optim:\n  repeat: two\n")
+    with pytest.raises(ValueError, match="config.yaml: optim.repeat must be"):
+        plot_curves(runs, tmp_path / "d.png", labels=["short", "long"])

@@ -1,5 +1,9 @@
 """`pcle curves RUN...`: test (and validation) top-1 per epoch from each run's log.jsonl, against epochs
-and against training minutes, one line per run: how fast a schedule converges, on one PNG."""
+and against training minutes, one line per run: how fast a schedule converges, on one PNG.
+
+Runs whose epochs hold different numbers of passes over the training split (`optim.repeat`: the long CPU
+protocol scores every 2 passes, the CPU protocol every pass) are drawn against passes instead of epochs,
+so that a point at x = 16 is 16 passes for every line."""
 
 from __future__ import annotations
 
@@ -20,14 +24,32 @@ def read_log(run: str | Path) -> list[dict]:
         raise ValueError(f"{path}: not JSON lines ({e})") from None
 
 
-def curve(log: list[dict]) -> dict:
-    """Epochs, cumulative training minutes and the accuracies logged at each evaluated epoch."""
+def run_repeat(run: str | Path) -> int:
+    """Passes over the training split per epoch (`optim.repeat` of the run's config.yaml; 1 without one)."""
+    import yaml
+
+    path = Path(run) / "config.yaml"
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: not readable YAML ({e})") from None
+    repeat = (cfg.get("optim") or {}).get("repeat", 1) if isinstance(cfg, dict) else 1
+    if not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"{path}: optim.repeat must be a whole number of at least 1, got {repeat!r}")
+    return repeat
+
+
+def curve(log: list[dict], repeat: int = 1) -> dict:
+    """Epochs, passes over the training split (epoch x repeat), cumulative training minutes and the
+    accuracies logged at each evaluated epoch."""
     minutes, total = [], 0.0
     for h in log:
         total += h.get("epoch_seconds", 0.0) / 60
         minutes.append(total)
     keep = [i for i, h in enumerate(log) if "test_top1" in h]
-    return {"epoch": [log[i]["epoch"] for i in keep], "minutes": [round(minutes[i], 2) for i in keep],
+    return {"repeat": repeat, "epoch": [log[i]["epoch"] for i in keep],
+            "passes": [log[i]["epoch"] * repeat for i in keep],
+            "minutes": [round(minutes[i], 2) for i in keep],
             "test_top1": [log[i]["test_top1"] for i in keep],
             "val_top1": [log[i].get("val_top1") for i in keep]}
 
@@ -49,27 +71,31 @@ def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | Non
     names = labels or run_names(runs)
     if len(set(names)) != len(names):
         raise ValueError(f"--labels: give each run its own label (got {', '.join(names)})")
-    data = {name: curve(read_log(r)) for name, r in zip(names, runs, strict=True)}
+    data = {name: curve(read_log(r), run_repeat(r)) for name, r in zip(names, runs, strict=True)}
     out = save_figure(curves_figure(data), out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
     return data
 
 
 def curves_figure(data: dict[str, dict]):
-    """Top-1 per epoch (integer ticks: epochs are whole) and per training minute."""
+    """Top-1 per epoch (integer ticks: epochs are whole) and per training minute; per pass over the training
+    split instead of per epoch when the runs' epochs differ in passes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    by_pass = len({c.get("repeat", 1) for c in data.values()}) > 1
+    x_key, x_label = ("passes", "passes over the training split") if by_pass else ("epoch", "epoch")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for name, c in data.items():
-        line = axes[0].plot(c["epoch"], c["test_top1"], marker="o", ms=3, label=f"{name} test")[0]
+        x = c.get(x_key, c["epoch"])
+        line = axes[0].plot(x, c["test_top1"], marker="o", ms=3, label=f"{name} test")[0]
         axes[1].plot(c["minutes"], c["test_top1"], marker="o", ms=3, color=line.get_color())
         if any(v is not None for v in c["val_top1"]):
-            axes[0].plot(c["epoch"], c["val_top1"], ls="--", color=line.get_color(), label=f"{name} val")
-    axes[0].set(xlabel="epoch", ylabel="top-1 %", title="accuracy per epoch")
+            axes[0].plot(x, c["val_top1"], ls="--", color=line.get_color(), label=f"{name} val")
+    axes[0].set(xlabel=x_label, ylabel="top-1 %", title=f"accuracy per {'pass' if by_pass else 'epoch'}")
     axes[1].set(xlabel="training minutes (sum of epoch times)", title="accuracy per minute")
     for ax in axes:
         ax.grid(alpha=0.3)
