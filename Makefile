@@ -36,7 +36,19 @@ REPRO_ARGS ?=
 CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --out results/nw-ucla-cpu
 CPU_STREAMS = results/nw-ucla-cpu/pcle/seed0 $(foreach s,bone joint-motion bone-motion,results/nw-ucla-cpu/pcle-$(s)/seed0)
 
-.PHONY: install train test prompts bench gpu-check gpu-wheels lint clean reproduce nw-ucla-cpu nw-ucla-zs tables tables-check
+# Long CPU protocol (make nw-ucla-cpu-long, issue 26): 60 passes; one GAP run takes about 2 hours on a 2-core AMD EPYC
+# (Zen 3, fp32; docs/results.md), so run it one row at a time (it resumes: rerun the same command in the next
+# session). Seed 0 of each method scores every epoch (the curves), the rest every 5th and the last.
+CPU_LONG = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu-long.yaml --out results/nw-ucla-cpu-long
+LONG_STREAMS = bone joint-motion bone-motion
+# the joint-stream method whose streams are trained: the best on validation after the 3-seed grid (gap, pcke, pcle-hybrid)
+LONG_BEST ?=
+comma := ,
+empty :=
+space := $(empty) $(empty)
+LONG_STREAM_ROWS = $(subst $(space),$(comma),$(strip $(foreach s,$(LONG_STREAMS),$(LONG_BEST)-$(s) gap-$(s))))
+
+.PHONY: install train test prompts bench gpu-check gpu-wheels lint clean reproduce nw-ucla-cpu nw-ucla-cpu-long nw-ucla-zs tables tables-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -86,6 +98,19 @@ nw-ucla-cpu: install
 	$(CPU_GRID) --seeds 0 --set run.eval_every=4 \
 		--only pcle-no-bridger,pcle-no-interaction,pcle-no-ranking,pcle-bone,pcle-joint-motion,pcle-bone-motion
 	$(BIN)/pcle ensemble $(CPU_STREAMS) --search-val --out results/nw-ucla-cpu/ensemble-pcle-4stream.json
+
+nw-ucla-cpu-long: install
+	$(CPU_LONG) --seeds 0 --only gap,pcke,pcle-hybrid
+	$(CPU_LONG) --seeds 1,2 --only gap,pcke,pcle-hybrid --set run.eval_every=5
+	# four streams of the best joint-stream method (LONG_BEST, after the grid above) and of GAP, seed 0
+	@test -n "$(LONG_BEST)" || { echo "make nw-ucla-cpu-long: joint-stream grid done; for the streams set LONG_BEST to the method best on validation (gap, pcke or pcle-hybrid)"; exit 2; }
+	$(CPU_LONG) --seeds 0 --set run.eval_every=5 --only $(LONG_STREAM_ROWS)
+	for m in $(LONG_BEST) gap; do \
+		$(BIN)/pcle ensemble results/nw-ucla-cpu-long/$$m/seed0 $(foreach s,$(LONG_STREAMS),results/nw-ucla-cpu-long/$$m-$(s)/seed0) \
+			--search-val --out results/nw-ucla-cpu-long/ensemble-$$m-4stream.json || exit 1; \
+		$(BIN)/pcle ensemble results/nw-ucla-cpu-long/$$m/seed0 $(foreach s,$(LONG_STREAMS),results/nw-ucla-cpu-long/$$m-$(s)/seed0) \
+			--out results/nw-ucla-cpu-long/ensemble-$$m-4stream-fixed.json || exit 1; \
+	done
 
 # unseen actions on NW-UCLA (CPU protocol): 5 random splits of 2 unseen classes, PCKE and PCLE trained on
 # the 8 seen ones; the class-name baseline is PCKE's `name` text mode (no extra training). Resumable.

@@ -53,6 +53,12 @@ GRID: list[tuple[str, str, list[str]]] = [
     ("pcle-joint-motion", "pcle", ["data.clip.stream=joint_motion"]),
     ("pcle-bone-motion", "pcle", ["data.clip.stream=bone_motion"]),
 ]
+# The same three streams for GAP, PCKE and the hybrid PCLE, so a 4-stream comparison is like for like
+# (`gap-bone`, ..., `pcle-hybrid-bone-motion`; the joint stream is the row without a suffix)
+STREAMS = (("bone", "bone"), ("joint-motion", "joint_motion"), ("bone-motion", "bone_motion"))
+GRID += [(f"{name}-{suffix}", method, [*over, f"data.clip.stream={stream}"])
+         for name, method, over in [r for r in GRID if r[0] in ("gap", "pcke", "pcle-hybrid")]
+         for suffix, stream in STREAMS]
 DESCRIPTIONS = {
     "gap": "GAP baseline (GAP's recipe: PCKE prompts, no interaction/ranking)",
     "pcke": "PCKE (LLM descriptions)",
@@ -70,6 +76,8 @@ DESCRIPTIONS = {
     "pcle-joint-motion": "PCLE, joint-motion stream",
     "pcle-bone-motion": "PCLE, bone-motion stream",
 }
+DESCRIPTIONS |= {f"{name}-{suffix}": f"{DESCRIPTIONS[name].split(' (')[0]}, {suffix} stream"
+                 for name in ("gap", "pcke", "pcle-hybrid") for suffix, _ in STREAMS}
 METRICS = ("top1", "top5", "mean_class_accuracy")
 
 

@@ -15,11 +15,15 @@ def test_grid_covers_the_paper_rows():
     names = [n for n, _, _ in GRID]
     assert names == ["gap", "pcke", "pcle", "pcle-hybrid", "pcle-no-bridger", "pcle-no-interaction", "pcle-no-ranking",
                      "pcle-no-after", "pcle-learned-queries", "pcle-ctx4", "pcle-ctx8", "pcle-ctx16",
-                     "pcle-bone", "pcle-joint-motion", "pcle-bone-motion"]
+                     "pcle-bone", "pcle-joint-motion", "pcle-bone-motion",
+                     *[f"{m}-{s}" for m in ("gap", "pcke", "pcle-hybrid")
+                       for s in ("bone", "joint-motion", "bone-motion")]]
     rows = {n: (m, o) for n, m, o in GRID}
     assert rows["pcle-no-bridger"] == ("pcle", ["model.bridger=false"])
     assert rows["pcle-ctx8"] == ("pcle", ["prompt.n_ctx=8"])
     assert rows["pcle-bone-motion"] == ("pcle", ["data.clip.stream=bone_motion"])
+    assert rows["gap-bone"] == ("gap", ["data.clip.stream=bone"])
+    assert rows["pcle-hybrid-joint-motion"] == ("pcle", [*rows["pcle-hybrid"][1], "data.clip.stream=joint_motion"])
     from recognizer.config import resolve
 
     hybrid = resolve("nw-ucla", "pcle", overrides=rows["pcle-hybrid"][1])  # issue 21's chosen PCLE
@@ -31,8 +35,8 @@ def test_stream_rows_resolve_to_their_stream():
 
     for name, method, over in GRID:
         stream = resolve("nw-ucla", method, overrides=over).data.clip.stream
-        assert stream == (name.removeprefix("pcle-").replace("-", "_") if "-bone" in name or "-joint" in name
-                          else "joint"), name
+        suffix = next((s for s in ("bone-motion", "joint-motion", "bone") if name.endswith("-" + s)), None)
+        assert stream == (suffix.replace("-", "_") if suffix else "joint"), name
 
 
 @pytest.mark.parametrize("row", [r for r in GRID if not r[0].startswith("pcle-ctx")
