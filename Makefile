@@ -37,7 +37,7 @@ CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu.yam
 CPU_STREAMS = results/nw-ucla-cpu/pcle/seed0 $(foreach s,bone joint-motion bone-motion,results/nw-ucla-cpu/pcle-$(s)/seed0)
 
 # Long CPU protocol (make nw-ucla-cpu-long, issue 26): 60 passes; one GAP run took 1h36m on a 2-core AMD EPYC
-# (Zen 3, fp32; docs/results.md), so run it one row at a time (it resumes: rerun the same command in the next
+# (Zen 3, fp32; results/nw-ucla-cpu-long/gap/seed0/train.log), so run it one row at a time (it resumes: rerun the same command in the next
 # session). Seed 0 of each method scores every epoch (the curves), the rest every 5th and the last.
 CPU_LONG = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu-long.yaml --out results/nw-ucla-cpu-long
 LONG_STREAMS = bone joint-motion bone-motion

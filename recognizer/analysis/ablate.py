@@ -48,17 +48,13 @@ GRID: list[tuple[str, str, list[str]]] = [
     ("pcle-ctx4", "pcle", ["prompt.n_ctx=4"]),
     ("pcle-ctx8", "pcle", ["prompt.n_ctx=8"]),
     ("pcle-ctx16", "pcle", ["prompt.n_ctx=16"]),
-    # the other input streams (the rows above are the joint stream): combine with `pcle ensemble`
-    ("pcle-bone", "pcle", ["data.clip.stream=bone"]),
-    ("pcle-joint-motion", "pcle", ["data.clip.stream=joint_motion"]),
-    ("pcle-bone-motion", "pcle", ["data.clip.stream=bone_motion"]),
 ]
-# The same three streams for GAP, PCKE and the hybrid PCLE, so a 4-stream comparison is like for like
-# (`gap-bone`, ..., `pcle-hybrid-bone-motion`; the joint stream is the row without a suffix)
+# The other input streams (the rows above are the joint stream) of PCLE, GAP, PCKE and the hybrid PCLE, so a
+# 4-stream comparison is like for like (`pcle-bone`, ..., `pcle-hybrid-bone-motion`): combine with `pcle ensemble`
 STREAMS = (("bone", "bone"), ("joint-motion", "joint_motion"), ("bone-motion", "bone_motion"))
-GRID += [(f"{name}-{suffix}", method, [*over, f"data.clip.stream={stream}"])
-         for name, method, over in [r for r in GRID if r[0] in ("gap", "pcke", "pcle-hybrid")]
-         for suffix, stream in STREAMS]
+_ROWS = {name: (method, over) for name, method, over in GRID}
+GRID += [(f"{name}-{suffix}", _ROWS[name][0], [*_ROWS[name][1], f"data.clip.stream={stream}"])
+         for name in ("pcle", "gap", "pcke", "pcle-hybrid") for suffix, stream in STREAMS]
 DESCRIPTIONS = {
     "gap": "GAP baseline (GAP's recipe: PCKE prompts, no interaction/ranking)",
     "pcke": "PCKE (LLM descriptions)",
@@ -72,12 +68,9 @@ DESCRIPTIONS = {
     "pcle-ctx4": "PCLE, context length 4",
     "pcle-ctx8": "PCLE, context length 8",
     "pcle-ctx16": "PCLE, context length 16",
-    "pcle-bone": "PCLE, bone stream",
-    "pcle-joint-motion": "PCLE, joint-motion stream",
-    "pcle-bone-motion": "PCLE, bone-motion stream",
 }
 DESCRIPTIONS |= {f"{name}-{suffix}": f"{DESCRIPTIONS[name].split(' (')[0]}, {suffix} stream"
-                 for name in ("gap", "pcke", "pcle-hybrid") for suffix, _ in STREAMS}
+                 for name in ("pcle", "gap", "pcke", "pcle-hybrid") for suffix, _ in STREAMS}
 METRICS = ("top1", "top5", "mean_class_accuracy")
 
 
