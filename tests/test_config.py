@@ -1,5 +1,6 @@
 import pytest
 
+from recognizer.analysis.runs import flatten
 from recognizer.config import ConfigError, from_yaml_text, parse_override, resolve, to_yaml
 
 
@@ -114,16 +115,10 @@ def test_long_cpu_protocol_differs_from_the_cpu_protocol_in_schedule_only():
 
     from recognizer.config import CONFIG_DIR
 
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
     schedule = {"optim.epochs", "optim.repeat", "optim.warmup_epochs"}
     for method in ("gap", "pcke", "pcle"):
-        cpu = flat(asdict(resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu.yaml"))))
-        long = flat(asdict(resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu-long.yaml"))))
+        cpu = flatten(asdict(resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu.yaml"))))
+        long = flatten(asdict(resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu-long.yaml"))))
         assert {k for k in cpu if cpu[k] != long[k]} == schedule
         # the same warm-up passes, more passes in all
         assert long["optim.warmup_epochs"] * long["optim.repeat"] == cpu["optim.warmup_epochs"] * cpu["optim.repeat"]

@@ -16,6 +16,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from recognizer.analysis.runs import flatten
 from recognizer.method.ctrgcn import CTRGCN, GraphConv, set_fused_subsets
 from recognizer.method.graph import NTU25
 from recognizer.training.speed import (
@@ -175,14 +176,8 @@ def test_persistent_workers_see_each_epoch_as_a_fresh_loader_does():
 
 
 def test_fast_cpu_config_is_the_cpu_protocol_plus_the_speed_keys_only():
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    base = flat(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu.yaml").read_text()))
-    fast = flat(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu-fast.yaml").read_text()))
+    base = flatten(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu.yaml").read_text()))
+    fast = flatten(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu-fast.yaml").read_text()))
     speed = {"run.amp", "run.compile", "model.fused_subsets", "data.persistent_workers", "data.prefetch_factor"}
     assert {k for k in base.keys() | fast.keys() if base.get(k) != fast.get(k)} <= speed
     assert fast["run.amp"] == "bf16" and fast["model.fused_subsets"] is True

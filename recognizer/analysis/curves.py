@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from recognizer.analysis.report import save_figure
+from recognizer.analysis.runs import read_run_config
 from recognizer.checkpoint import atomic_write_text
 
 
@@ -26,16 +27,10 @@ def read_log(run: str | Path) -> list[dict]:
 
 def run_repeat(run: str | Path) -> int:
     """Passes over the training split per epoch (`optim.repeat` of the run's config.yaml; 1 without one)."""
-    import yaml
-
-    path = Path(run) / "config.yaml"
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: not readable YAML ({e})") from None
-    repeat = (cfg.get("optim") or {}).get("repeat", 1) if isinstance(cfg, dict) else 1
-    if not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"{path}: optim.repeat must be a whole number of at least 1, got {repeat!r}")
+    repeat = read_run_config(Path(run)).get("optim.repeat", 1)
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+        raise ValueError(f"{Path(run) / 'config.yaml'}: optim.repeat must be a whole number of at least 1, "
+                         f"got {repeat!r}")
     return repeat
 
 

@@ -61,21 +61,28 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def read_run_config(path: Path) -> dict:
+    """A run folder's config.yaml, flattened ({"optim.lr": 0.1, ...}); {} without one, so that an
+    unfinished run (log.jsonl, no metrics.json) can be read too (the curves do)."""
+    cfg_path = Path(path) / "config.yaml"
+    try:
+        config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {} if cfg_path.is_file() else {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{cfg_path}: not valid YAML ({e})") from None
+    return flatten(config) if isinstance(config, dict) else {}
+
+
 def read_run(path: Path) -> RunInfo:
     try:
         metrics = json.loads((path / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path / 'metrics.json'}: not readable JSON ({e})") from None
-    cfg_path = path / "config.yaml"
-    try:
-        config = yaml.safe_load(cfg_path.read_text()) or {} if cfg_path.is_file() else {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{cfg_path}: not valid YAML ({e})") from None
+    config = read_run_config(path)
     if not isinstance(metrics, dict) or "top1" not in metrics:
         raise ValueError(f"{path / 'metrics.json'}: has no 'top1' (not a finished run)")
     if "top1_logits" not in metrics and (head := last_epoch_head_top1(path, metrics.get("epochs"))) is not None:
         metrics = {**metrics, "top1_logits": head}
-    return RunInfo(path, flatten(config) if isinstance(config, dict) else {}, metrics)
+    return RunInfo(path, config, metrics)
 
 
 def last_epoch_head_top1(path: Path, epochs: int | None) -> float | None:
