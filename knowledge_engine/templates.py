@@ -111,9 +111,15 @@ def _check_content(data: dict, examples: set[str]) -> None:
                 raise InvalidReply(f"content: {key}: placeholder {v.strip()!r}")
             if c in examples:
                 raise InvalidReply(f"content: {key}: copies the prompt's example {v.strip()!r}")
-    parts = [_canon(data[p]) for p in _PART_KEYS if p in data]
+    parts = [_without_subject(_canon(data[p]), p) for p in _PART_KEYS if p in data]
     if len(parts) == len(_PART_KEYS) and len(set(parts)) < 3:
         raise InvalidReply("content: the body parts are (nearly) all described the same way")
+
+
+def _without_subject(text: str, part: str) -> str:
+    """The sentence without its leading part name: "the head climbs stairs" and "the hands climb stairs"
+    say the same thing, and a template may make every sentence start with its part."""
+    return re.sub(rf"^(?:the |his |her |their )?{part} ", "", text)
 
 
 def load_template(ref: str) -> Template:

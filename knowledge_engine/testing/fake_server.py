@@ -73,12 +73,15 @@ def template_kind(text: str) -> str:
     return "combined" if has_syn and has_parts else "synonyms" if has_syn else "parts"
 
 
+# one verb per part: a reply saying the same sentence behind every part name is rejected as "all alike"
+_PART_VERBS = {"head": "turns", "hands": "grip", "arms": "swing", "hips": "shift", "legs": "bend", "feet": "step"}
+
+
 def reply_content(class_name: str, template: str, seed: int, index: int) -> dict:
     """Deterministic content; the messy case and spacing exercise the corpus normalisation."""
     syn = [f"  {class_name.upper()}  Now ", f"{class_name} variant {(seed + index) % 3}",
            f"{class_name} now."]
-    parts = {p: f"the {p} move during {class_name} ({seed % 2})" for p in
-             ("head", "hands", "arms", "hips", "legs", "feet")}
+    parts = {p: f"the {p} {verb} during {class_name} ({seed % 2})" for p, verb in _PART_VERBS.items()}
     parts["description"] = f"a person does {class_name}"
     if template == "synonyms":
         return {"synonyms": syn}

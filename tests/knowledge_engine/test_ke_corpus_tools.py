@@ -77,7 +77,7 @@ def test_generated_corpus_validates_and_shows(server, paths):
     res = runner.invoke(app, ["validate", str(paths["out"]), "--dataset", "nw-ucla"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["show", str(paths["out"]), "throw"])
-    assert res.exit_code == 0 and "The legs move during throw" in res.output
+    assert res.exit_code == 0 and "The legs bend during throw" in res.output
     assert runner.invoke(app, ["show", str(paths["out"])]).exit_code == 0
     res = runner.invoke(app, ["show", str(paths["out"]), "juggle"])
     assert res.exit_code == 1 and "no class 'juggle'" in res.output
@@ -125,7 +125,7 @@ def test_gap_export_import_round_trip(server, paths):
     syn, parts, back = paths["tmp"] / "syn.txt", paths["tmp"] / "parts.txt", paths["tmp"] / "back.jsonl"
     assert runner.invoke(app, ["export", str(paths["out"]), "--synonyms", str(syn), "--parts", str(parts)]
                          ).exit_code == 0
-    assert parts.read_text().splitlines()[8].startswith("throw;The head move during throw")
+    assert parts.read_text().splitlines()[8].startswith("throw;The head turns during throw")
     res = runner.invoke(app, ["import", "--synonyms", str(syn), "--parts", str(parts), "--out", str(back),
                               "--dataset", "nw-ucla"])
     assert res.exit_code == 0, res.output

@@ -240,21 +240,23 @@ def test_export_never_overwrites_a_shipped_file(server, paths, shipped):
     assert res.exit_code == 1 and target.read_bytes() == before
 
 
-def test_generate_lint_and_validate_agree_on_the_knees_bend(server, paths):
-    """'The knees bend,.' copies the parts prompt's example; the same checks now reject it everywhere."""
-    server.faults = [Fault("field", field="legs", text="The knees bend,.", match="throw", template="parts", times=1)]
+def test_generate_lint_and_validate_agree_on_a_copied_example(server, paths):
+    """'The head faces forward,.' copies the combined prompt's example (small models copy examples into
+    the first key); the same checks reject it everywhere, in the parts template's replies too."""
+    server.faults = [Fault("field", field="head", text="The head faces forward,.", match="throw", template="parts",
+                           times=1)]
     res = generate(server, paths, "--n", "1")
     assert res.exit_code == 0, res.output
     row = next(r for r in read_jsonl(paths["cache"]) if r["request"]["class"] == "throw"
                and r["request"]["template"]["name"] == "parts")
-    assert row["calls"] == 2 and "The knees bend,." in row["rejected"][0]["text"]
+    assert row["calls"] == 2 and "The head faces forward,." in row["rejected"][0]["text"]
     records = read_jsonl(paths["out"])
-    records[8]["parts"]["legs"] = "The knees bend,."
+    records[8]["parts"]["head"] = "The head faces forward,."
     bad = paths["tmp"] / "bad.jsonl"
     bad.write_text("".join(json.dumps(r) + "\n" for r in records))
     validate = runner.invoke(app, ["validate", str(bad)])
     lint = runner.invoke(app, ["lint", str(bad), "--encoder", "none", "--json"])
-    assert validate.exit_code == 1 and "The knees bend,." in validate.output
+    assert validate.exit_code == 1 and "The head faces forward,." in validate.output
     issues = json.loads(lint.stdout)["issues"]
     assert {("error", "punctuation"), ("error", "example-copy")} <= {(i["level"], i["check"]) for i in issues}
 
@@ -264,7 +266,7 @@ def test_lint_catches_placeholders_braces_near_copies_and_reports_identical_part
     records = read_jsonl(paths["out"])
     records[0]["description"] = "{{name}} is doing the action."
     records[1]["parts"]["arms"] = "The arms } swing."
-    records[2]["parts"]["legs"] = "The knees bends."
+    records[2]["parts"]["head"] = "The head faces forwards."  # near the combined prompt's example
     records[4]["parts"]["head"] = records[3]["parts"]["head"]
     corpus = paths["tmp"] / "c.jsonl"
     corpus.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -208,7 +208,7 @@ def test_regenerate_proposes_then_writes_only_on_accept(server, tmp_path):
         assert status == 200 and "wrote the regenerated class 4 'sit down'" in html.unescape(body)
         rec = load_records(path)[4]
         assert rec["synonyms"] == ["sit down", "sit down now", "sit down variant 0"]
-        assert rec["parts"]["legs"] == "The legs move during sit down (0)."
+        assert rec["parts"]["legs"] == "The legs bend during sit down (0)."
         assert rec["edited"] is True and rec["model"] == "fake-model" and rec["content_hash"] == content_hash(rec)
         assert 'id="proposal-0-4"' in body and "proposed by" not in body  # the proposal is gone
 

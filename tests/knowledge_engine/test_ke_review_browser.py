@@ -203,7 +203,7 @@ def test_regenerate_proposes_and_accept_writes_it(page):
     wait(d, lambda d: "wrote the regenerated class 4" in status(d), "accept confirms")
     rec = load_records(corpus)[4]
     assert rec["synonyms"][2] == "sit down variant 1" and rec["edited"] is True
-    assert rec["parts"]["legs"] == "The legs move during sit down (1)."
+    assert rec["parts"]["legs"] == "The legs bend during sit down (1)."
     d.get(page["url"])  # reload: the regenerated text is what the server reads back, no proposal left
     assert field(d, 1, 4, "synonyms.2").get_attribute("value") == "sit down variant 1"
     assert "edited" in d.find_element(By.CSS_SELECTOR, f"{cell} .meta").text
