@@ -239,8 +239,9 @@ def main() -> None:
         "only": args.only,
         "template_file": args.template_file,
     }
+    niceness = os.nice(0)  # the priority it really ran at: it sets the wall times
     command = (
-        (f"nice -n {os.nice(0)} " if os.nice(0) else "")  # the priority it really ran at: it sets the wall times
+        (f"nice -n {niceness} " if niceness else "")
         + f".venv/bin/python -m bench.fallback_rate --tag {args.tag} --lists {args.lists} "
         f"--templates {args.templates} --n {args.n} --max-tokens {args.max_tokens} "
         f"--invalid-retries {args.invalid_retries}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from corpus import PROMPTS_DIR
+from corpus import PART_NAMES, PROMPTS_DIR
 from knowledge_engine.errors import KnowledgeEngineError
 
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
@@ -23,7 +23,6 @@ DEFAULT_TEMPLATES = ("synonyms", "parts")
 _FIELDS = {"synonyms", "parts", "description"}
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _FENCE_ANYWHERE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
-_PART_KEYS = ("head", "hands", "arms", "hips", "legs", "feet")
 _PLACEHOLDERS = {"...", "…", "string", "text", "none", "n/a", "null"}
 
 
@@ -111,8 +110,8 @@ def _check_content(data: dict, examples: set[str]) -> None:
                 raise InvalidReply(f"content: {key}: placeholder {v.strip()!r}")
             if c in examples:
                 raise InvalidReply(f"content: {key}: copies the prompt's example {v.strip()!r}")
-    parts = [_without_subject(_canon(data[p]), p) for p in _PART_KEYS if p in data]
-    if len(parts) == len(_PART_KEYS) and len(set(parts)) < 3:
+    parts = [_without_subject(_canon(data[p]), p) for p in PART_NAMES if p in data]
+    if len(parts) == len(PART_NAMES) and len(set(parts)) < 3:
         raise InvalidReply("content: the body parts are (nearly) all described the same way")
 
 

@@ -10,18 +10,18 @@ import json
 import pytest
 from ke_helpers import ROOT, generate, read_jsonl
 
+from corpus import PART_NAMES
 from knowledge_engine.generate import RunConfig
 from knowledge_engine.templates import InvalidReply, load_template
 from knowledge_engine.testing.fake_server import Fault
 
 RESULTS = ROOT / "bench" / "results" / "fallback_rate.json"
-PARTS = ("head", "hands", "arms", "hips", "legs", "feet")
 MAX_RATE = 0.2
 
 
 def _reply(**parts: str) -> str:
     base = {p: f"The {p} {'moves' if p == 'head' else 'move'} with the action number {i}." for i, p in
-            enumerate(PARTS)}
+            enumerate(PART_NAMES)}
     return json.dumps({**base, **parts, "description": "A person drops the trash into a bin."})
 
 
@@ -51,7 +51,7 @@ def test_a_part_sentence_must_start_with_its_part():
 
 def test_the_same_sentence_behind_each_part_name_is_rejected():
     """'The head drops trash.', 'The hands drop trash.', ...: distinct strings, one sentence."""
-    same = {p: f"The {p} {'drops' if p == 'head' else 'drop'} trash." for p in PARTS}
+    same = {p: f"The {p} {'drops' if p == 'head' else 'drop'} trash." for p in PART_NAMES}
     with pytest.raises(InvalidReply, match="same way"):
         load_template("parts").parse(_reply(**same))
 
