@@ -147,6 +147,9 @@ def train_command(
             cfg = with_data_root(cfg)
             check_config(cfg)
         if print_config:
+            if cfg.optim.steps and not resume:  # YAML comment: the printed text still loads as a config
+                typer.echo(f"# optim.steps {cfg.optim.steps}: optim.epochs is set from the training split's size "
+                           "when the run starts")
             typer.echo(to_yaml(cfg), nl=False)
             return
         if not progress or not console.is_terminal:

@@ -86,6 +86,10 @@ class PromptConfig:
 @dataclass
 class OptimConfig:
     epochs: int = 110
+    # > 0: a budget of optimizer steps instead: epochs = ceil(steps / steps per epoch), set when the run starts
+    # from the training split's size, so a run's length does not grow with the dataset (configs/native-small.yaml).
+    # A later layer (a config file, --set, --epochs) that sets optim.epochs and not optim.steps turns it off.
+    steps: int = 0
     batch_size: int = 200
     lr: float = 0.1
     base_batch: int = 0  # >0: lr scales with global_batch / base_batch
@@ -249,6 +253,15 @@ def split_methods(data: dict, where: str) -> tuple[dict, dict]:
     return data, blocks
 
 
+def epochs_win(layer: dict) -> dict:
+    """A layer that sets optim.epochs and not optim.steps also turns an earlier layer's step budget off:
+    `--epochs 2` over configs/native-small.yaml trains 2 epochs, not the preset's 400 steps."""
+    optim = layer.get("optim") if isinstance(layer, dict) else None
+    if isinstance(optim, dict) and "epochs" in optim and "steps" not in optim:
+        return {**layer, "optim": {**optim, "steps": 0}}
+    return layer
+
+
 def resolve(dataset: str | None = None, method: str | None = None, config_file: str | None = None,
             overrides: list[str] | None = None) -> Config:
     """defaults -> preset -> --config -> their `methods:` blocks for the run's method -> --set -> --method."""
@@ -259,14 +272,14 @@ def resolve(dataset: str | None = None, method: str | None = None, config_file: 
     method_blocks: list[tuple[str, dict]] = []
     for path in [p for p in (preset, config_file) if p]:
         data, blocks = split_methods(read_yaml(path), str(path))
-        cfg = merge(cfg, data, str(path))
+        cfg = merge(cfg, epochs_win(data), str(path))
         method_blocks.append((str(path), blocks))
     chosen = method or cfg.method
     for where, blocks in method_blocks:
         if chosen in blocks:
-            cfg = merge(cfg, blocks[chosen], f"{where}: methods.{chosen}")
+            cfg = merge(cfg, epochs_win(blocks[chosen]), f"{where}: methods.{chosen}")
     for item in overrides or []:
-        cfg = merge(cfg, parse_override(item), f"--set {item}")
+        cfg = merge(cfg, epochs_win(parse_override(item)), f"--set {item}")
     if dataset:  # the command line wins over a config file's dataset
         cfg = merge(cfg, {"data": {"dataset": dataset}})
     return apply_method(cfg, method or cfg.method)

@@ -41,7 +41,7 @@ from recognizer.training.ema import WeightAverage
 from recognizer.training.optimizers import Optimizers, split_groups, step_all
 from recognizer.training.provenance import data_record, write_provenance
 from recognizer.training.run_log import EpochLog, StepLog, bars_wanted
-from recognizer.training.run_setup import prepare_run, resolve_device
+from recognizer.training.run_setup import prepare_run, resolve_device, with_step_budget
 from recognizer.training.speed import amp_dtype, apply_fast_path, autocast, bf16_warning, fp32_outputs, loader_options
 
 console = Console(stderr=True)
@@ -565,6 +565,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
     apply_fast_path(unwrap(model), cfg.model.fused_subsets, cfg.run.compile, warn=console.print)
     train_loader = make_loader_for(parts.bundle.train, parts.bundle.layout, cfg, True, env)
+    if state is None:  # a step budget (optim.steps) fixes the epochs now that the split's size is known
+        cfg = with_step_budget(cfg, len(train_loader))
     test_loader = make_loader_for(parts.bundle.test, parts.bundle.layout, cfg, False, env)
     val_loader = make_loader_for(parts.val, parts.bundle.layout, cfg, False, env) if parts.val is not None else None
     writer, epoch_log = None, EpochLog(run, cfg.optim.epochs, start)
@@ -572,8 +574,9 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "config.yaml", to_yaml(cfg))
         write_provenance(run, _data_provenance(cfg, parts), env.device, resumed=state is not None)
+        budget = f" (optim.steps {cfg.optim.steps}: {len(train_loader)} steps per epoch)" if cfg.optim.steps else ""
         epoch_log.note(f"{'resumed after epoch ' + str(start) if start else 'started'}: {cfg.method} on "
-                       f"{parts.bundle.name}, {cfg.optim.epochs} epochs, device {env.device}")
+                       f"{parts.bundle.name}, {cfg.optim.epochs} epochs{budget}, device {env.device}")
         if (slow := bf16_warning(env.device, env.amp)) is not None:
             epoch_log.note(slow)
         writer = _tensorboard(run)

@@ -77,6 +77,26 @@ def test_small_data_preset_is_the_cpu_protocol_recipe():
         assert cfg.text.frozen and cfg.text.gap_frozen
         assert cfg.optim.interaction_lr_ratio == cpu.optim.interaction_lr_ratio
         assert (cfg.optim.schedule, cfg.optim.repeat, cfg.optim.batch_size) == ("cosine", 1, 32)
+        assert cfg.optim.steps > 0  # a step budget: the run's length does not grow with the clip count
+
+
+def test_a_later_layers_epochs_turn_a_step_budget_off(tmp_path):
+    """--epochs 2 (the worked examples) over the small-data preset's optim.steps trains 2 epochs; a layer that
+    names both keeps both, and a later optim.steps turns the budget back on."""
+    from recognizer.config import CONFIG_DIR
+
+    small = str(CONFIG_DIR / "native-small.yaml")
+    assert resolve("native", "pcle", small).optim.steps == 400
+    cfg = resolve("native", "pcle", small, ["optim.epochs=2"])
+    assert (cfg.optim.epochs, cfg.optim.steps) == (2, 0)
+    cfg = resolve("native", "pcle", small, ["optim.epochs=2", "optim.steps=50"])
+    assert (cfg.optim.epochs, cfg.optim.steps) == (2, 50)
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  epochs: 7\n  steps: 30\nmethods:\n  gap:\n    optim:\n      epochs: 9\n")
+    assert resolve("synthetic", "pcle", str(f)).optim.steps == 30
+    assert (resolve("synthetic", "gap", str(f)).optim.epochs, resolve("synthetic", "gap", str(f)).optim.steps) == (9, 0)
+    with pytest.raises(ConfigError, match="optim.steps: expected int"):
+        resolve("synthetic", overrides=["optim.steps=some"])
 
 
 def test_pcle_hybrid_config_is_the_cpu_grids_row_and_leaves_gap_and_pcke_alone():

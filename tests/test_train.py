@@ -193,3 +193,24 @@ def test_scoring_fewer_epochs_changes_no_weight(tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
     assert config_hash(cfgs[0]) == config_hash(cfgs[1])
+
+
+def test_a_step_budget_trains_the_epochs_it_makes_with_this_split(tmp_path):
+    """optim.steps 9 on 60 training clips in batches of 16 (4 steps per epoch) is 3 epochs: the same weights,
+    bit for bit, as optim.epochs=3, and config.yaml records the epochs the budget gave."""
+    from recognizer.analysis.runs import config_hash
+
+    over = tiny_overrides(tmp_path)
+    budget = train(resolve("synthetic", "pcke", overrides=over + ["optim.steps=9"]), tmp_path / "steps",
+                   progress=False)
+    fixed = train(resolve("synthetic", "pcke", overrides=over + ["optim.epochs=3"]), tmp_path / "epochs",
+                  progress=False)
+    assert budget["epochs"] == fixed["epochs"] == 3
+    saved = resolve("synthetic", "pcke", config_file=str(tmp_path / "steps" / "config.yaml"))
+    assert (saved.optim.epochs, saved.optim.steps) == (3, 9)
+    assert "optim.steps 9: 4 steps per epoch" in (tmp_path / "steps" / "train.log").read_text()
+    # the saved run and the config that made it are one experiment (pcle ablate reuses the folder)
+    assert config_hash(saved) == config_hash(resolve("synthetic", "pcke", overrides=over + ["optim.steps=9"]))
+    a, b = (load_checkpoint(tmp_path / d / "checkpoint.pt")["model"] for d in ("steps", "epochs"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)

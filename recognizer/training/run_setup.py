@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import math
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +45,8 @@ def resolve_device(want: str) -> torch.device:
 
 # (section, key, lowest allowed value): values below it make a model or a schedule that cannot train
 _MINIMUM = [("model", "width", 1), ("model", "kernel", 1), ("model", "heads", 1), ("model", "bridger_queries", 1),
-            ("optim", "epochs", 1), ("optim", "batch_size", 1), ("optim", "repeat", 1), ("optim", "warmup_epochs", 0),
+            ("optim", "epochs", 1), ("optim", "steps", 0), ("optim", "batch_size", 1), ("optim", "repeat", 1),
+            ("optim", "warmup_epochs", 0),
             ("run", "eval_every", 1), ("run", "threads", 0), ("data", "num_workers", 0),
             ("prompt", "n_ctx", 1), ("prompt", "train_classes", 0)]
 
@@ -174,6 +176,16 @@ def with_data_root(cfg: Config) -> Config:
 
 def with_epochs(cfg: Config, epochs: int) -> Config:
     return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, epochs=epochs))
+
+
+def with_step_budget(cfg: Config, steps_per_epoch: int) -> Config:
+    """`optim.steps` > 0: the epochs that make about that many optimizer steps with this training split
+    (at least 1, and never fewer than the warm-up needs plus one), so a 600-clip run takes as long as a
+    300-clip one. The run's config.yaml records both the budget and the epochs it gave."""
+    if cfg.optim.steps <= 0:
+        return cfg
+    epochs = max(math.ceil(cfg.optim.steps / max(steps_per_epoch, 1)), cfg.optim.warmup_epochs + 1)
+    return with_epochs(cfg, epochs)
 
 
 def check_folder(run: Path) -> None:

@@ -103,10 +103,10 @@ def test_llama_server_backend_does_not_hang(tmp_path):
     out, cache = tmp_path / "corpus.jsonl", tmp_path / "cache.jsonl"
     args = ["generate", "--backend", "llama-server", "--classes", str(classes), "--out", str(out), "--cache",
             str(cache), "--n", "1", "--invalid-retries", "0", "--max-tokens", "160", "--no-progress"]
-    start = time.monotonic()
     res = CliRunner().invoke(app, args, env={"OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""})
+    # It used to block on a full log pipe until the 60 s start timeout, a fatal error with nothing cached. No
+    # wall-clock bound here: on a loaded machine the model's replies alone can take longer than that.
     assert res.exit_code in (0, 3), res.output
-    assert time.monotonic() - start < 60  # it used to block on a full log pipe until the 60 s start timeout
     assert len(read_jsonl(cache)) == 4 and len(read_jsonl(out)) == 2
 
 
