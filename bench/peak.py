@@ -6,16 +6,16 @@ Two parts, one process:
    graph conv of units 2-4 and a (5, 1) temporal conv branch), forward only, best of a few runs.
 2. Steps: the real training step (`train_one_epoch` over one batch of real NW-UCLA clips: forward,
    fp32 losses, backward, SGD) of GAP, PCKE and PCLE at the CPU protocol's shapes (batch 32, 52
-   frames, 20 joints, width 64, 10 classes), today's fp32 eager step (`configs/nw-ucla-cpu.yaml`)
-   against the fast path (`configs/nw-ucla-cpu-fast.yaml`: bf16 autocast, fused subsets,
-   torch.compile of the skeleton encoder). FLOPs per clip are counted on the fp32 step
+   frames, 20 joints, width 64, 10 classes; `pcle-hybrid` is PCLE as the CPU grid reports it), today's
+   fp32 eager step (`configs/nw-ucla-cpu.yaml`) against the fast path (`configs/nw-ucla-cpu-fast.yaml`:
+   bf16 autocast, fused subsets, eager attention in the text tower). FLOPs per clip are counted on the fp32 step
    (torch.utils.flop_counter, 2 per multiply-add, as bench.flops); achieved GFLOP/s = FLOPs per clip
    x clips/s, as a fraction of the measured peak of the step's own precision.
 
 The two paths of a method alternate repetition by repetition (A, B, A, B, ...; median), so drifting
 load on a shared machine hits both alike. Without the NW-UCLA data the step part is skipped.
 
-    .venv/bin/python -m bench.peak [--reps 5] [--methods gap pcke pcle] [--no-steps]
+    .venv/bin/python -m bench.peak [--reps 5] [--methods gap pcke pcle pcle-hybrid] [--no-steps]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench._env import ROOT  # sets sys.path and the offline switches: first of the project imports
+from recognizer.analysis.ablate import PCLE_HYBRID
 from recognizer.config import merge, resolve
 from recognizer.train import build_optimizer, build_parts, make_loader_for, setup_env, train_one_epoch
 from recognizer.training.run_setup import default_root, with_data_root
@@ -92,9 +93,16 @@ def measure_peak(reps: int, n: int = 2048) -> dict:
 
 
 # ----------------------------------------------------------------------------- steps
+# a row name of `pcle ablate` that is not a --method: the PCLE the CPU protocol reports (issue 21's hybrid prompt)
+ROWS = {"pcle-hybrid": ("pcle", PCLE_HYBRID)}
+
+
 def build_step(method: str, dataset: str, config: Path | None, overrides: list[str] | None = None):
-    """One real training step of `method` (a closure over one batch of real clips), its config, its batch."""
-    cfg = resolve(dataset, method, config_file=str(config) if config else None, overrides=overrides)
+    """One real training step of `method` (gap, pcke, pcle or a row of ROWS: a closure over one batch of real
+    clips), its config, its batch."""
+    method, row_sets = ROWS.get(method, (method, []))
+    cfg = resolve(dataset, method, config_file=str(config) if config else None,
+                  overrides=[*row_sets, *(overrides or [])])
     cfg = with_data_root(merge(cfg, {"data": {"num_workers": 0}, "optim": {"repeat": 1}}))
     env = setup_env(cfg)
     torch.manual_seed(cfg.run.seed)
@@ -102,7 +110,8 @@ def build_step(method: str, dataset: str, config: Path | None, overrides: list[s
     first = parts.bundle.train.take(np.arange(min(cfg.optim.batch_size, len(parts.bundle.train))))
     loader = make_loader_for(first, parts.bundle.layout, cfg, True, env)
     opt, scaler = build_optimizer(parts.model, parts, cfg, env)
-    apply_fast_path(parts.model, cfg.model.fused_subsets, cfg.run.compile, warn=console.print)
+    apply_fast_path(parts.model, cfg.model.fused_subsets, cfg.run.compile, cfg.model.channels_last,
+                    warn=console.print)
     epoch = [0]
 
     def step() -> None:
@@ -206,7 +215,7 @@ def _write(result: dict, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="measured peak and achieved training GFLOP/s (module docstring)")
-    ap.add_argument("--methods", nargs="+", default=["gap", "pcke", "pcle"])
+    ap.add_argument("--methods", nargs="+", default=["gap", "pcke", "pcle", "pcle-hybrid"])
     ap.add_argument("--reps", type=int, default=5, help="interleaved timed repetitions per path")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps of each path first")
     ap.add_argument("--peak-reps", type=int, default=5)

@@ -62,6 +62,7 @@ class ModelConfig:
     scale_mode: str = "exp"  # exp: scale = exp(parameter) (CLIP) | linear: scale = parameter (GAP's code)
     separate_scales: bool = True  # one scale per contrastive term (GAP: global + 4 parts)
     fused_subsets: bool = False  # the adjacency subsets' CTR-GC as one batched op (same maths and parameters)
+    channels_last: bool = False  # skeleton feature maps (N, C, T, V) kept channels innermost (faster convs)
     inference: str = "auto"  # auto: chosen on the validation split (logits without one) | logits | similarity | fusion
     fuse_weight: float = 0.5  # inference=fusion: logits + w * scale * similarity after interaction
 

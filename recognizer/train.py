@@ -394,8 +394,9 @@ def train_one_epoch(model, parts: Parts, cfg: Config, env: Env, loader: DataLoad
             classes = class_subset(all_gather_plain(y), n_cls, cfg.prompt.train_classes, gen_classes)
         hybrid = cfg.prompt.method == "pcle" and cfg.prompt.hybrid
         if hybrid:  # learned context + one synonym per sample (and one per class for the class text)
-            text_sample, class_text = _hybrid_text(unwrap(model), parts, y, gen, env, cfg.prompt.hybrid_class_text)
-            with autocast(env.device, env.amp):
+            with autocast(env.device, env.amp):  # the prompts run through the tower in the step's precision,
+                text_sample, class_text = _hybrid_text(  # their embeddings come back in fp32 (encode_rows)
+                    unwrap(model), parts, y, gen, env, cfg.prompt.hybrid_class_text)
                 out = fp32_outputs(model(x, class_text=class_text))
             out["text_sample"] = text_sample
         else:
@@ -563,7 +564,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, stop_after: int | 
         unused = not (cfg.model.bridger or cfg.model.interaction) or not (
             cfg.loss.contrastive and cfg.loss.parts and cfg.loss.after)
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
-    apply_fast_path(unwrap(model), cfg.model.fused_subsets, cfg.run.compile, warn=console.print)
+    apply_fast_path(unwrap(model), cfg.model.fused_subsets, cfg.run.compile, cfg.model.channels_last,
+                    warn=console.print)
     train_loader = make_loader_for(parts.bundle.train, parts.bundle.layout, cfg, True, env)
     if state is None:  # a step budget (optim.steps) fixes the epochs now that the split's size is known
         cfg = with_step_budget(cfg, len(train_loader))

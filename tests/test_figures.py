@@ -47,6 +47,21 @@ def test_curves_have_whole_epoch_ticks(tmp_path):
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
+def test_curves_draw_the_training_loss_of_every_epoch_scored_or_not(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    log = [{"epoch": e, "loss": 5.0 - e, "epoch_seconds": 30.0, **({"test_top1": 10.0 * e} if e % 2 == 0 else {})}
+           for e in (1, 2, 3, 4)]  # scored every 2nd epoch (run.eval_every=2)
+    (run / "log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in log))
+    c = curve(read_log(run))
+    assert c["epoch"] == [2, 4] and c["loss_epoch"] == [1, 2, 3, 4] and c["loss"] == [4.0, 3.0, 2.0, 1.0]
+    fig = curves_figure({"run": c})
+    loss_ax = fig.axes[2]
+    assert loss_ax.get_ylabel().startswith("training loss")
+    assert [list(line.get_xdata()) for line in loss_ax.lines] == [[1, 2, 3, 4]]
+    assert [list(line.get_ydata()) for line in loss_ax.lines] == [[4.0, 3.0, 2.0, 1.0]]
+
+
 def test_runs_with_different_passes_per_epoch_are_drawn_per_pass(tmp_path):
     """The long CPU protocol scores every 2 passes (optim.repeat 2), the CPU protocol every pass: drawn per epoch,
     the long run's epoch 8 (16 passes) would sit beside the short run's epoch 8 (8 passes)."""

@@ -61,6 +61,16 @@ def test_gap_has_no_interaction_outputs():
     torch.testing.assert_close(model.scores(out), out["logits"])
 
 
+def test_logit_scales_are_never_the_bare_parameter():
+    # An output that is a leaf parameter is invisible to DDP's unused-parameter search, which then marks it
+    # ready twice in backward: GAP (linear, separate scales) under torchrun failed at its first step so.
+    model = make("gap")
+    assert model.cfg.scale_mode == "linear" and model.logit_scale.numel() > 1
+    out = model(batch()[0], class_text=torch.randn(C, D))
+    assert out["logit_scales"] is not model.logit_scale and out["logit_scales"].grad_fn is not None
+    torch.testing.assert_close(out["logit_scales"], model.logit_scale.detach())
+
+
 def test_inference_uses_the_stored_class_text():
     model = make("pcke").eval()
     model.class_text.copy_(torch.randn(C, D))

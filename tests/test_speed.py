@@ -17,7 +17,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from recognizer.analysis.runs import flatten
-from recognizer.method.ctrgcn import CTRGCN, GraphConv, set_fused_subsets
+from recognizer.method.ctrgcn import CTRGCN, GraphConv, set_channels_last, set_fused_subsets
 from recognizer.method.graph import NTU25
 from recognizer.training.speed import (
     amp_dtype,
@@ -69,6 +69,46 @@ def test_unfused_state_dict_loads_into_the_fused_encoder_and_gives_its_output():
     x = torch.randn(2, 3, 16, 25, 2)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), unfused(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_channels_last_encoder_gives_the_same_output_and_gradients_and_loads_either_way(fused):
+    torch.manual_seed(3)
+    net = set_fused_subsets(CTRGCN(NTU25.adjacency(), 3, 2, width=8), fused)
+    x = torch.randn(2, 3, 16, 25, 2)
+    results = []
+    for on in (False, True, False):  # and back: the switch is reversible
+        set_channels_last(net, on)
+        conv = net.units[1].gcn.convs[0].conv3.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last if on else torch.contiguous_format)
+        net.zero_grad()
+        y = net(x)
+        y.square().sum().backward()
+        results.append((y.detach(), net.units[1].gcn.convs[0].conv3.weight.grad.clone()))
+    scale = float(results[0][0].abs().max())  # another memory order sums in another order: 1e-5 of the scale
+    for y, g in results[1:]:
+        torch.testing.assert_close(y, results[0][0], atol=1e-5 * scale, rtol=1e-5)
+        torch.testing.assert_close(g, results[0][1], atol=1e-4 * float(results[0][1].abs().max()), rtol=1e-4)
+    plain = CTRGCN(NTU25.adjacency(), 3, 2, width=8)
+    plain.load_state_dict(set_channels_last(net, True).state_dict())  # a channels-last run's checkpoint loads
+    with torch.no_grad():
+        want = plain.eval()(x)
+        torch.testing.assert_close(net.eval()(x), want, atol=1e-5 * float(want.abs().max()), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["tiny-bert", "tiny-clip"])
+def test_eager_attention_in_the_text_tower_gives_the_sdpa_embeddings(kind):
+    from recognizer.method.text_encoder import TextConfig, build_text_encoder
+
+    texts = ["a person waves a hand", "sit down"]
+    out = {}
+    for impl in ("sdpa", "eager"):
+        enc = build_text_encoder(TextConfig(encoder=kind, attn_implementation=impl))
+        assert enc.model.config._attn_implementation == impl
+        out[impl] = enc.encode(texts)
+    torch.testing.assert_close(out["eager"], out["sdpa"], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="text.attn_implementation must be one of sdpa, eager, not 'flash'"):
+        build_text_encoder(TextConfig(encoder=kind, attn_implementation="flash"))
 
 
 def test_amp_dtype_bf16_on_cpu_and_auto_stays_off():
@@ -178,7 +218,8 @@ def test_persistent_workers_see_each_epoch_as_a_fresh_loader_does():
 def test_fast_cpu_config_is_the_cpu_protocol_plus_the_speed_keys_only():
     base = flatten(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu.yaml").read_text()))
     fast = flatten(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu-fast.yaml").read_text()))
-    speed = {"run.amp", "run.compile", "model.fused_subsets", "data.persistent_workers", "data.prefetch_factor"}
+    speed = {"run.amp", "run.compile", "model.fused_subsets", "model.channels_last", "text.attn_implementation",
+             "data.persistent_workers", "data.prefetch_factor"}
     assert {k for k in base.keys() | fast.keys() if base.get(k) != fast.get(k)} <= speed
     assert fast["run.amp"] == "bf16" and fast["model.fused_subsets"] is True
 

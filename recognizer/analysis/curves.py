@@ -42,11 +42,13 @@ def curve(log: list[dict], repeat: int = 1) -> dict:
         total += h.get("epoch_seconds", 0.0) / 60
         minutes.append(total)
     keep = [i for i, h in enumerate(log) if "test_top1" in h]
+    trained = [h for h in log if "loss" in h]  # the training loss of every epoch, scored or not
     return {"repeat": repeat, "epoch": [log[i]["epoch"] for i in keep],
             "passes": [log[i]["epoch"] * repeat for i in keep],
             "minutes": [round(minutes[i], 2) for i in keep],
             "test_top1": [log[i]["test_top1"] for i in keep],
-            "val_top1": [log[i].get("val_top1") for i in keep]}
+            "val_top1": [log[i].get("val_top1") for i in keep],
+            "loss_epoch": [h["epoch"] for h in trained], "loss": [h["loss"] for h in trained]}
 
 
 def run_names(runs: list[str | Path]) -> list[str]:
@@ -60,7 +62,8 @@ def run_names(runs: list[str | Path]) -> list[str]:
 
 
 def plot_curves(runs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> dict:
-    """Two panels (top-1 vs epoch, vs training minutes); writes OUT (PNG) and OUT.json (the numbers)."""
+    """Three panels (top-1 vs epoch, vs training minutes, training loss vs epoch); writes OUT (PNG) and
+    OUT.json (the numbers)."""
     if not runs:
         raise ValueError("give at least one run folder")
     names = labels or run_names(runs)
@@ -83,18 +86,24 @@ def curves_figure(data: dict[str, dict]):
 
     by_pass = len({c.get("repeat", 1) for c in data.values()}) > 1
     x_key, x_label = ("passes", "passes over the training split") if by_pass else ("epoch", "epoch")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    axes[1].sharey(axes[0])
     for name, c in data.items():
         x = c.get(x_key, c["epoch"])
         line = axes[0].plot(x, c["test_top1"], marker="o", ms=3, label=f"{name} test")[0]
         axes[1].plot(c["minutes"], c["test_top1"], marker="o", ms=3, color=line.get_color())
         if any(v is not None for v in c["val_top1"]):
             axes[0].plot(x, c["val_top1"], ls="--", color=line.get_color(), label=f"{name} val")
-    axes[0].set(xlabel=x_label, ylabel="top-1 %", title=f"accuracy per {'pass' if by_pass else 'epoch'}")
+        loss_x = [e * (c.get("repeat", 1) if by_pass else 1) for e in c.get("loss_epoch", [])]
+        axes[2].plot(loss_x, c.get("loss", []), color=line.get_color())
+    unit = "pass" if by_pass else "epoch"
+    axes[0].set(xlabel=x_label, ylabel="top-1 %", title=f"accuracy per {unit}")
     axes[1].set(xlabel="training minutes (sum of epoch times)", title="accuracy per minute")
+    axes[2].set(xlabel=x_label, ylabel="training loss (all terms)", title=f"training loss per {unit}")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (axes[0], axes[2]):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8)
     return fig
 

@@ -21,9 +21,9 @@ from recognizer.checkpoint import atomic_write_text, checkpoint_layout, load_che
 from recognizer.config import Config, from_yaml_text
 from recognizer.datasets import DatasetBundle
 from recognizer.datasets.splits import build_run_dataset
-from recognizer.method.ctrgcn import set_fused_subsets
 from recognizer.method.graph import Layout
 from recognizer.method.model import PromptedContrastiveModel
+from recognizer.training.speed import apply_fast_path
 
 
 @dataclass
@@ -102,7 +102,7 @@ def load_trained(path: str | Path, device: str = "cpu") -> Trained:
                                      lst_k=int(cfg.model.lst_k.get(cfg.data.clip.stream, 0)))
     state = {k: v for k, v in ckpt["model"].items() if not k.startswith("prompt_learner.")}
     model.load_state_dict(state)
-    set_fused_subsets(model.skeleton, cfg.model.fused_subsets)  # the run's own forward (same parameters)
+    apply_fast_path(model, cfg.model.fused_subsets, False, cfg.model.channels_last)  # the run's own forward
     unfinished = None
     if not model.class_text.abs().sum():  # training did not finish: its last epoch's weights, class text now
         model.class_text.copy_(checkpoint_class_text(ckpt, cfg, file))

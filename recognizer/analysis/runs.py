@@ -131,6 +131,8 @@ UNUSED_WHEN = (
     # keys added after runs were committed, at the value that was the behaviour before them: the runs made
     # before they existed keep their hash (the fused forward has the same parameters, tests/test_speed.py)
     ("model.fused_subsets", lambda c: c.get("model.fused_subsets") is False),
+    ("model.channels_last", lambda c: c.get("model.channels_last") is False),
+    ("text.attn_implementation", lambda c: c.get("text.attn_implementation") == "sdpa"),
     # a step budget (optim.steps > 0) sets optim.epochs from the training split when the run starts: the
     # budget, not the epochs that an unstarted config still holds, names the experiment. Without one (0, the
     # only behaviour before the key existed) the epochs do, and runs made before it keep their hash

@@ -141,26 +141,37 @@ class GraphConv(nn.Module):
 
 
     def fused_subsets(self, x: torch.Tensor) -> torch.Tensor:
-        """The sum over subsets of CTRGC.forward, as three batched ops instead of 3 x 5 small ones.
+        """The sum over subsets of CTRGC.forward, as a few batched ops instead of 3 x 5 small ones.
 
-        The K subsets' conv1/conv2/conv3 (all 1x1 on x) run as one conv with their weights
-        concatenated, conv4 as one grouped conv (K groups), and the K topology einsums plus their sum
-        as one contraction over (subset, joint). Same parameters and state_dict as the unfused path;
-        only the order of the floating-point sums differs. Why: at width 64 the step is dominated by
-        per-op overhead of many small kernels on a 2-core CPU (docs/benchmarks.md).
+        The K subsets' conv3 run as one 1x1 conv and their conv1/conv2 as another (weights
+        concatenated), conv4 as one grouped conv (K groups) with alpha folded into its weights, and
+        the K topology contractions as one batched matmul over (N, K, C') followed by a sum over K.
+        Same parameters and state_dict as the per-subset path; only the order of the floating-point
+        sums differs. Why this shape: the adjacency (N, K, C', V, V) is the step's largest tensor, so
+        every pass over it counts; here it is written once by conv4, once by `+ A`, and read by one
+        matmul that needs no permuted copy, all in the autocast dtype (docs/benchmarks.md).
         """
         convs = list(self.convs)
         k, r, cout = len(convs), convs[0].rel, convs[0].conv3.out_channels
         n, _, t, v = x.shape
-        weight = torch.cat([w for c in convs for w in (c.conv1.weight, c.conv2.weight, c.conv3.weight)])
-        bias = torch.cat([b for c in convs for b in (c.conv1.bias, c.conv2.bias, c.conv3.bias)])
-        z = F.conv2d(x, weight, bias).view(n, k, 2 * r + cout, t, v)  # (N, K, 2R + C', T, V)
-        x1, x2 = z[:, :, :r].mean(-2), z[:, :, r : 2 * r].mean(-2)  # (N, K, R, V)
-        rel = torch.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2)).reshape(n, k * r, v, v)  # (N, K*R, V, V)
-        w4 = torch.cat([c.conv4.weight for c in convs])  # (K*C', R, 1, 1)
-        b4 = torch.cat([c.conv4.bias for c in convs])
-        adj = F.conv2d(rel, w4, b4, groups=k).view(n, k, cout, v, v) * self.alpha + self.A[None, :, None]
-        return torch.einsum("nkcuv,nkctv->nctu", adj, z[:, :, 2 * r :])  # (N, C', T, V)
+        z = F.conv2d(x, torch.cat([c.conv3.weight for c in convs]),
+                     torch.cat([c.conv3.bias for c in convs]))  # (N, K*C', T, V)
+        w12 = torch.cat([w for c in convs for w in (c.conv1.weight, c.conv2.weight)])
+        b12 = torch.cat([b for c in convs for b in (c.conv1.bias, c.conv2.bias)])
+        q = F.conv2d(x, w12, b12).reshape(n, k, 2 * r, t, v).mean(-2)  # (N, K, 2R, V)
+        # The adjacency is built transposed, (v, u) instead of (u, v), so that the matmul reads it as stored,
+        # and A enters conv4 as one more input channel with weight 1 (conv4(rel) * alpha + A in one op: no
+        # pass over the adjacency to add A, and A's gradient comes out of conv4's small input gradient).
+        rel_t = torch.tanh(q[:, :, :r].unsqueeze(-2) - q[:, :, r:].unsqueeze(-1))  # (N, K, R, V, U)
+        a_t = self.A.transpose(1, 2).to(rel_t.dtype)  # (K, V, U)
+        rel_a = torch.cat([rel_t, a_t[None, :, None].expand(n, -1, -1, -1, -1)], 2).view(n, k * (r + 1), v, v)
+        w4 = torch.cat([c.conv4.weight for c in convs]) * self.alpha  # (K*C', R, 1, 1)
+        w4 = torch.cat([w4, torch.ones_like(w4[:, :1])], 1)  # (K*C', R + 1, 1, 1): the A channel, weight 1
+        b4 = torch.cat([c.conv4.bias for c in convs]) * self.alpha
+        adj_t = F.conv2d(rel_a, w4, b4, groups=k)  # (N, K*C', V, U)
+        # reshape: a view of the plain layout, a copy of a channels-last one (model.channels_last)
+        y = torch.bmm(z.reshape(n * k * cout, t, v), adj_t.reshape(n * k * cout, v, v))  # (N*K*C', T, U)
+        return y.view(n, k, cout, t, v).sum(1)  # (N, C', T, V)
 
 
 def set_fused_subsets(module: nn.Module, fused: bool) -> nn.Module:
@@ -168,6 +179,21 @@ def set_fused_subsets(module: nn.Module, fused: bool) -> nn.Module:
     for m in module.modules():
         if isinstance(m, GraphConv):
             m.fused = fused
+    return module
+
+
+def set_channels_last(module: nn.Module, on: bool) -> nn.Module:
+    """Store every CTRGCN's feature maps and conv weights channels-last (`model.channels_last`); returns it.
+
+    Same shapes, parameters and maths, another memory order: oneDNN's 1x1 convolutions on (N, C, T, V)
+    tensors run several times faster with channels innermost (docs/benchmarks.md measures it). Turning it
+    off restores the contiguous order, so a module can go back and forth.
+    """
+    fmt = torch.channels_last if on else torch.contiguous_format
+    for m in module.modules():
+        if isinstance(m, CTRGCN):
+            m.channels_last = on
+            m.to(memory_format=fmt)
     return module
 
 
@@ -204,12 +230,15 @@ class CTRGCN(nn.Module):
             [Unit(ci, co, adjacency, s, r, kernel, dilations) for ci, co, s, r in plan]
         )
         _bn_init(self.data_bn, 1.0)
+        self.channels_last = False  # model.channels_last: maps stored (N, T, V, C) in memory (set_channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, v, m = x.shape
         x = x.permute(0, 4, 3, 1, 2).reshape(b, m * v * c, t)  # (B, M*V*C, T)
         x = self.data_bn(x)
         x = x.view(b, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(b * m, c, t, v)  # (B*M, C, T, V)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # same shape, channels innermost in memory
         for unit in self.units:
             x = unit(x)
         return x  # (B*M, C_out, T/4, V)

@@ -75,7 +75,9 @@ class PromptedContrastiveModel(nn.Module):
         """(len(SCALE_TERMS),) logit scales: exp(parameter) clamped (CLIP), or the parameter itself (GAP)."""
         s = self.logit_scale
         s = s.clamp(max=math.log(self.cfg.max_logit_scale)).exp() if self.cfg.scale_mode == "exp" else s
-        return s.expand(len(SCALE_TERMS)) if s.numel() == 1 else s
+        # always a view, never the bare parameter: an output that is a leaf is invisible to DDP's search for
+        # unused parameters, which then marks it ready twice (GAP's linear scales under torchrun failed so)
+        return s.expand(len(SCALE_TERMS))
 
     @property
     def scale(self) -> torch.Tensor:

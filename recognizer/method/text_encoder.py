@@ -40,6 +40,9 @@ class TextConfig:
     max_length: int = 77  # hard cap; batches are cut to their longest real prompt
     tiny_dim: int = 64  # width of the tiny test encoders
     seed: int = 0  # initialisation of random encoders
+    # transformers' attention kernel for the tower: sdpa (its default: torch's fused kernel) | eager (matmul +
+    # softmax). On CPU, for short prompts under bf16, eager's backward is ~3x faster (docs/benchmarks.md)
+    attn_implementation: str = "sdpa"
 
 
 @dataclass
@@ -179,7 +182,20 @@ def _load_dir(path: str | None, kind: str) -> Path:
     return p
 
 
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
 def build_text_encoder(cfg: TextConfig) -> TextEncoder:
+    """The encoder of `cfg`, with its attention kernel (`text.attn_implementation`) set."""
+    if cfg.attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"text.attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, "
+                         f"not '{cfg.attn_implementation}'")
+    encoder = _build(cfg)
+    encoder.model.set_attn_implementation(cfg.attn_implementation)
+    return encoder
+
+
+def _build(cfg: TextConfig) -> TextEncoder:
     from transformers import (
         AutoModel,
         AutoTokenizer,

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from recognizer.method.ctrgcn import set_fused_subsets
+from recognizer.method.ctrgcn import set_channels_last, set_fused_subsets
 
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 
@@ -104,14 +104,17 @@ def uncompile(module: nn.Module) -> nn.Module:
     return module
 
 
-def apply_fast_path(model: nn.Module, fused: bool, compile_: bool, warn=print) -> nn.Module:
-    """Fused subsets (`model.fused_subsets`) and compilation of the skeleton encoder (`run.compile`).
+def apply_fast_path(model: nn.Module, fused: bool, compile_: bool, channels_last: bool = False,
+                    warn=print) -> nn.Module:
+    """Fused subsets (`model.fused_subsets`), channels-last feature maps (`model.channels_last`) and
+    compilation of the skeleton encoder (`run.compile`).
 
     Only the skeleton encoder is compiled: it is where the time goes (docs/benchmarks.md), and the
     text side's per-step shapes (PCLE's prompts, class subsets) would make a whole-model graph recompile.
     """
     skeleton = getattr(model, "skeleton", model)
     set_fused_subsets(skeleton, fused)
+    set_channels_last(skeleton, channels_last)
     if compile_:
         compile_module(skeleton, "skeleton encoder", warn)
     return model
