@@ -144,12 +144,13 @@ class GraphConv(nn.Module):
         """The sum over subsets of CTRGC.forward, as a few batched ops instead of 3 x 5 small ones.
 
         The K subsets' conv3 run as one 1x1 conv and their conv1/conv2 as another (weights
-        concatenated), conv4 as one grouped conv (K groups) with alpha folded into its weights, and
-        the K topology contractions as one batched matmul over (N, K, C') followed by a sum over K.
-        Same parameters and state_dict as the per-subset path; only the order of the floating-point
-        sums differs. Why this shape: the adjacency (N, K, C', V, V) is the step's largest tensor, so
-        every pass over it counts; here it is written once by conv4, once by `+ A`, and read by one
-        matmul that needs no permuted copy, all in the autocast dtype (docs/benchmarks.md).
+        concatenated), conv4 as one grouped conv (K groups) with alpha folded into its weights and A
+        as an extra input channel, and the K topology contractions as one batched matmul over
+        (N, K, C') followed by a sum over K. Same parameters and state_dict as the per-subset path;
+        only the order of the floating-point sums differs. Why this shape: the adjacency (N, K, C', V, V)
+        is the step's largest tensor, so every pass over it counts; here conv4 writes it once (A
+        included) and one matmul reads it with no permuted copy, all in the autocast dtype (an fp32 A
+        or alpha would promote it to fp32 and back; docs/benchmarks.md measures each step).
         """
         convs = list(self.convs)
         k, r, cout = len(convs), convs[0].rel, convs[0].conv3.out_channels
