@@ -36,7 +36,7 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench._env import ROOT  # sets sys.path and the offline switches: first of the project imports
-from recognizer.analysis.ablate import PCLE_HYBRID
+from recognizer.analysis.ablate import GRID
 from recognizer.config import merge, resolve
 from recognizer.train import build_optimizer, build_parts, make_loader_for, setup_env, train_one_epoch
 from recognizer.training.run_setup import default_root, with_data_root
@@ -93,12 +93,12 @@ def measure_peak(reps: int, n: int = 2048) -> dict:
 
 
 # ----------------------------------------------------------------------------- steps
-# a row name of `pcle ablate` that is not a --method: the PCLE the CPU protocol reports (issue 21's hybrid prompt)
-ROWS = {"pcle-hybrid": ("pcle", PCLE_HYBRID)}
+# the rows of `pcle ablate` (e.g. pcle-hybrid, the PCLE the CPU grid reports): its own table, not a copy
+ROWS = {name: (method, sets) for name, method, sets in GRID}
 
 
 def build_step(method: str, dataset: str, config: Path | None, overrides: list[str] | None = None):
-    """One real training step of `method` (gap, pcke, pcle or a row of ROWS: a closure over one batch of real
+    """One real training step of `method` (gap, pcke, pcle or any row of `pcle ablate`: a closure over one batch of real
     clips), its config, its batch."""
     method, row_sets = ROWS.get(method, (method, []))
     cfg = resolve(dataset, method, config_file=str(config) if config else None,
