@@ -59,6 +59,32 @@ def test_fused_subsets_equal_the_per_subset_sum_forward_and_backward(cin, cout):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
 
 
+def test_fused_subsets_under_bf16_autocast_keep_every_large_tensor_in_bf16():
+    """The fused path's point on CPU is that the adjacency and the topology product never leave bf16: an fp32 A or
+    alpha would promote the (K, C', N, V, U) adjacency to fp32 (it did once, doubling its traffic)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Dtypes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() >= 4 * 16 * 12 * 25:
+                    self.seen.append((str(func), t.dtype, tuple(t.shape)))
+            return out
+
+    gc = set_fused_subsets(_graph_conv(16, 16), True)
+    x = torch.randn(4, 16, 12, 25).to(torch.bfloat16)  # what the previous bf16 layer hands on
+    with torch.autocast("cpu", dtype=torch.bfloat16), Dtypes() as mode:
+        y = gc.fused_subsets(x)
+    assert y.dtype is torch.bfloat16
+    fp32 = [s for s in mode.seen if s[1] is not torch.bfloat16]
+    assert mode.seen and not fp32, fp32
+
+
 def test_unfused_state_dict_loads_into_the_fused_encoder_and_gives_its_output():
     torch.manual_seed(1)
     unfused = CTRGCN(NTU25.adjacency(), 3, 2, width=8).eval()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -141,38 +140,39 @@ class GraphConv(nn.Module):
 
 
     def fused_subsets(self, x: torch.Tensor) -> torch.Tensor:
-        """The sum over subsets of CTRGC.forward, as a few batched ops instead of 3 x 5 small ones.
+        """The sum over subsets of CTRGC.forward, as a few batched matmuls instead of 3 x 5 small convs.
 
-        The K subsets' conv3 run as one 1x1 conv and their conv1/conv2 as another (weights
-        concatenated), conv4 as one grouped conv (K groups) with alpha folded into its weights and A
-        as an extra input channel, and the K topology contractions as one batched matmul over
-        (N, K, C') followed by a sum over K. Same parameters and state_dict as the per-subset path;
-        only the order of the floating-point sums differs. Why this shape: the adjacency (N, K, C', V, V)
-        is the step's largest tensor, so every pass over it counts; here conv4 writes it once (A
-        included) and one matmul reads it with no permuted copy, all in the autocast dtype (an fp32 A
-        or alpha would promote it to fp32 and back; docs/benchmarks.md measures each step).
+        Same parameters and state_dict as the per-subset path; only the order of the floating-point sums
+        differs. The K subsets' conv3 run as one matmul over the input laid out (C, N*T*V), so their
+        outputs come out subset-major, (K, C', N, T, V); conv1/conv2 as another on the input averaged
+        over frames first (a 1x1 conv is affine per frame, so the mean commutes with it). conv4 is one
+        batched matmul per subset with alpha folded into its weights and A as an extra input channel of
+        weight 1 (grouped 1x1 convs ran at a fifth of the matmul rate on CPU), and its output, the
+        adjacency built transposed as (K, C', N, V, U), is already the batch of matrices the topology
+        matmul reads, next to z's (K, C', N, T, V): no permuted copy of the step's largest tensor, one
+        contiguous sum over K, and one transpose of the (smaller) result back to (N, C', T, V).
+        Everything runs in the autocast dtype (an fp32 A or alpha would promote the adjacency to fp32).
+        docs/benchmarks.md measures each version.
         """
         convs = list(self.convs)
         k, r, cout = len(convs), convs[0].rel, convs[0].conv3.out_channels
-        n, _, t, v = x.shape
-        z = F.conv2d(x, torch.cat([c.conv3.weight for c in convs]),
-                     torch.cat([c.conv3.bias for c in convs]))  # (N, K*C', T, V)
-        w12 = torch.cat([w for c in convs for w in (c.conv1.weight, c.conv2.weight)])
-        b12 = torch.cat([b for c in convs for b in (c.conv1.bias, c.conv2.bias)])
-        q = F.conv2d(x, w12, b12).reshape(n, k, 2 * r, t, v).mean(-2)  # (N, K, 2R, V)
-        # The adjacency is built transposed, (v, u) instead of (u, v), so that the matmul reads it as stored,
-        # and A enters conv4 as one more input channel with weight 1 (conv4(rel) * alpha + A in one op: no
-        # pass over the adjacency to add A, and A's gradient comes out of conv4's small input gradient).
-        rel_t = torch.tanh(q[:, :, :r].unsqueeze(-2) - q[:, :, r:].unsqueeze(-1))  # (N, K, R, V, U)
+        n, c, t, v = x.shape
+        w3 = torch.cat([cv.conv3.weight for cv in convs]).flatten(1)  # (K*C', C)
+        b3 = torch.cat([cv.conv3.bias for cv in convs])
+        z = torch.addmm(b3[:, None], w3, x.transpose(0, 1).reshape(c, n * t * v))  # (K*C', N*T*V)
+        w12 = torch.cat([w for cv in convs for w in (cv.conv1.weight, cv.conv2.weight)]).flatten(1)  # (K*2R, C)
+        b12 = torch.cat([b for cv in convs for b in (cv.conv1.bias, cv.conv2.bias)])
+        q = torch.addmm(b12[:, None], w12, x.mean(2).transpose(0, 1).reshape(c, n * v)).view(k, 2 * r, n, v)
+        # transposed adjacency: rel_t[..., v, u] = tanh(q1[u] - q2[v]), CTRGC's rel[..., u, v]
+        rel_t = torch.tanh(q[:, :r].unsqueeze(-2) - q[:, r:].unsqueeze(-1))  # (K, R, N, V, U)
         a_t = self.A.transpose(1, 2).to(rel_t.dtype)  # (K, V, U)
-        rel_a = torch.cat([rel_t, a_t[None, :, None].expand(n, -1, -1, -1, -1)], 2).view(n, k * (r + 1), v, v)
-        w4 = torch.cat([c.conv4.weight for c in convs]) * self.alpha  # (K*C', R, 1, 1)
-        w4 = torch.cat([w4, torch.ones_like(w4[:, :1])], 1)  # (K*C', R + 1, 1, 1): the A channel, weight 1
-        b4 = torch.cat([c.conv4.bias for c in convs]) * self.alpha
-        adj_t = F.conv2d(rel_a, w4, b4, groups=k)  # (N, K*C', V, U)
-        # reshape: a view of the plain layout, a copy of a channels-last one (model.channels_last)
-        y = torch.bmm(z.reshape(n * k * cout, t, v), adj_t.reshape(n * k * cout, v, v))  # (N*K*C', T, U)
-        return y.view(n, k, cout, t, v).sum(1)  # (N, C', T, V)
+        rel_a = torch.cat([rel_t, a_t[:, None, None].expand(-1, 1, n, -1, -1)], 1).view(k, r + 1, n * v * v)
+        w4 = torch.cat([cv.conv4.weight for cv in convs]).flatten(1) * self.alpha  # (K*C', R)
+        w4 = torch.cat([w4, torch.ones_like(w4[:, :1])], 1).view(k, cout, r + 1)  # the A channel, weight 1
+        b4 = (torch.cat([cv.conv4.bias for cv in convs]) * self.alpha).view(k, cout, 1)
+        adj_t = torch.baddbmm(b4, w4, rel_a)  # (K, C', N*V*U): conv4(rel) * alpha + A, transposed
+        y = torch.bmm(z.view(k * cout * n, t, v), adj_t.view(k * cout * n, v, v))  # (K*C'*N, T, U)
+        return y.view(k, cout, n, t, v).sum(0).transpose(0, 1).contiguous()  # (N, C', T, V)
 
 
 def set_fused_subsets(module: nn.Module, fused: bool) -> nn.Module:

@@ -1,14 +1,16 @@
 cd "$(dirname "$0")/../.."  # the repository root
+OUT=${1:-results/nw-ucla-cpu-speed}  # a later round writes to a folder of its own
+mkdir -p $OUT
 for row in gap pcle-hybrid; do
   for cfg in nw-ucla-cpu nw-ucla-cpu-fast; do
     if [ $row = gap ]; then
-      .venv/bin/pcle train --dataset nw-ucla --method gap --config configs/$cfg.yaml --epochs 2 --set run.eval_every=100 --out results/nw-ucla-cpu-speed/$cfg-$row --no-progress > results/nw-ucla-cpu-speed/$cfg-$row.log 2>&1
+      .venv/bin/pcle train --dataset nw-ucla --method gap --config configs/$cfg.yaml --epochs 2 --set run.eval_every=100 --out $OUT/$cfg-$row --no-progress > $OUT/$cfg-$row.log 2>&1
     else
       .venv/bin/pcle train --dataset nw-ucla --method pcle --config configs/$cfg.yaml --epochs 2 --set run.eval_every=100 \
         --set "prompt.ctx_init=a person is" --set prompt.init_length=words --set prompt.pooling=name --set prompt.hybrid=true \
-        --set prompt.hybrid_class_text=mean --set model.inference=fusion --set model.fuse_weight=1.0 --out results/nw-ucla-cpu-speed/$cfg-$row --no-progress > results/nw-ucla-cpu-speed/$cfg-$row.log 2>&1
+        --set prompt.hybrid_class_text=mean --set model.inference=fusion --set model.fuse_weight=1.0 --out $OUT/$cfg-$row --no-progress > $OUT/$cfg-$row.log 2>&1
     fi
-    python3 -c "import json; m=json.load(open('results/nw-ucla-cpu-speed/$cfg-$row/metrics.json')); print('$cfg $row', round(m['train_samples_per_s'],1))" >> results/nw-ucla-cpu-speed/summary.txt
+    python3 -c "import json; m=json.load(open('$OUT/$cfg-$row/metrics.json')); print('$cfg $row', round(m['train_samples_per_s'],1))" >> $OUT/summary.txt
   done
 done
-echo DONE >> results/nw-ucla-cpu-speed/summary.txt
+echo DONE >> $OUT/summary.txt
