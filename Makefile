@@ -33,8 +33,12 @@ REPRO_ARGS ?=
 
 # CPU protocol (make nw-ucla-cpu): the grid behind the README table, GAP and PCLE seed by seed, PCKE, the hybrid PCLE, the part-removal
 # rows and PCLE's other streams, then the 4-stream ensemble; about 25 minutes per run on 2 cores; resumes.
-CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --out results/nw-ucla-cpu
-CPU_STREAMS = results/nw-ucla-cpu/pcle/seed0 $(foreach s,bone joint-motion bone-motion,results/nw-ucla-cpu/pcle-$(s)/seed0)
+# The same grid on the fast path (a CPU with native bf16, docs/benchmarks.md):
+#   make nw-ucla-cpu CPU_CONFIG=configs/nw-ucla-cpu-fast.yaml CPU_OUT=results/nw-ucla-cpu-fast2
+CPU_CONFIG ?= configs/nw-ucla-cpu.yaml
+CPU_OUT    ?= results/nw-ucla-cpu
+CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config $(CPU_CONFIG) --out $(CPU_OUT)
+CPU_STREAMS = $(CPU_OUT)/pcle/seed0 $(foreach s,bone joint-motion bone-motion,$(CPU_OUT)/pcle-$(s)/seed0)
 
 # Long CPU protocol (make nw-ucla-cpu-long, issue 26): 60 passes; one GAP run took 1h36m on a 2-core AMD EPYC
 # (Zen 3, fp32; results/nw-ucla-cpu-long/gap/seed0/train.log), so run it one row at a time (it resumes: rerun the same command in the next
@@ -97,7 +101,7 @@ nw-ucla-cpu: install
 	# run on 2 cores; run.eval_every never changes a result, so it is not part of the config hash
 	$(CPU_GRID) --seeds 0 --set run.eval_every=4 \
 		--only pcle-no-bridger,pcle-no-interaction,pcle-no-ranking,pcle-bone,pcle-joint-motion,pcle-bone-motion
-	$(BIN)/pcle ensemble $(CPU_STREAMS) --search-val --out results/nw-ucla-cpu/ensemble-pcle-4stream.json
+	$(BIN)/pcle ensemble $(CPU_STREAMS) --search-val --out $(CPU_OUT)/ensemble-pcle-4stream.json
 
 nw-ucla-cpu-long: install
 	$(CPU_LONG) --seeds 0 --only gap,pcke,pcle-hybrid
