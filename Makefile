@@ -31,12 +31,14 @@ export TOKENIZERS_PARALLELISM := false
 REPRO_OUT  ?= results/reproduce-$(DATASET)
 REPRO_ARGS ?=
 
-# CPU protocol (make nw-ucla-cpu): the grid behind the README table, GAP and PCLE seed by seed, PCKE, the hybrid PCLE, the part-removal
-# rows and PCLE's other streams, then the 4-stream ensemble; about 25 minutes per run on 2 cores; resumes.
-# The same grid on the fast path (a CPU with native bf16, docs/benchmarks.md):
-#   make nw-ucla-cpu CPU_CONFIG=configs/nw-ucla-cpu-fast.yaml CPU_OUT=results/nw-ucla-cpu-fast2
+# CPU protocol (make nw-ucla-cpu): GAP and PCLE seed by seed, PCKE, the hybrid PCLE, the part-removal rows and
+# PCLE's other streams, then the 4-stream ensemble; resumes. configs/nw-ucla-cpu.yaml is the fast path (bf16 autocast:
+# a CPU with native bf16, about 10-13 minutes per run on 2 Zen 4 cores; docs/benchmarks.md) into
+# results/nw-ucla-cpu-fast2 (the fused code's second round, issue 22). make nw-ucla-cpu-fp32 is the same grid with the
+# fp32 twin (configs/nw-ucla-cpu-fp32.yaml, about 25 minutes per run; for a CPU without native bf16) into
+# results/nw-ucla-cpu, the first grid's folder, whose runs it finds and skips.
 CPU_CONFIG ?= configs/nw-ucla-cpu.yaml
-CPU_OUT    ?= results/nw-ucla-cpu
+CPU_OUT    ?= results/nw-ucla-cpu-fast2
 CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config $(CPU_CONFIG) --out $(CPU_OUT)
 CPU_STREAMS = $(CPU_OUT)/pcle/seed0 $(foreach s,bone joint-motion bone-motion,$(CPU_OUT)/pcle-$(s)/seed0)
 
@@ -52,7 +54,7 @@ empty :=
 space := $(empty) $(empty)
 LONG_STREAM_ROWS = $(subst $(space),$(comma),$(strip $(foreach s,$(LONG_STREAMS),$(LONG_BEST)-$(s) gap-$(s))))
 
-.PHONY: install train test prompts bench gpu-check gpu-wheels lint clean reproduce nw-ucla-cpu nw-ucla-cpu-long nw-ucla-zs tables tables-check
+.PHONY: install train test prompts bench gpu-check gpu-wheels lint clean reproduce nw-ucla-cpu nw-ucla-cpu-fp32 nw-ucla-cpu-long nw-ucla-zs tables tables-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -92,6 +94,10 @@ reproduce: install
 	$(BIN)/pcle reproduce --dataset $(DATASET) --out $(REPRO_OUT) $(REPRO_ARGS)
 
 nw-ucla-cpu: install
+	@[ "$(CPU_CONFIG)" != configs/nw-ucla-cpu.yaml ] || $(BIN)/python -c "import sys; from recognizer.training.speed import \
+	cpu_has_native_bf16 as native; sys.exit(native() is False)" || { echo "make nw-ucla-cpu: this CPU has no native bf16 \
+	(no avx512_bf16, amx_bf16 or bf16 in /proc/cpuinfo), so the protocol's bf16 fast path would be ~5x slower than fp32 \
+	here; run make nw-ucla-cpu-fp32 (the fp32 twin), or name the config to force it: CPU_CONFIG=./configs/nw-ucla-cpu.yaml"; exit 2; }
 	for seed in 0 1 2; do $(CPU_GRID) --seeds $$seed --only gap,pcle || exit 1; done
 	# PCLE as issue 21 chose it (the hybrid prompt; results/pcle-screen/README.md); seeds 1, 2 score every 4th epoch
 	$(CPU_GRID) --seeds 0 --only pcle-hybrid
@@ -102,6 +108,9 @@ nw-ucla-cpu: install
 	$(CPU_GRID) --seeds 0 --set run.eval_every=4 \
 		--only pcle-no-bridger,pcle-no-interaction,pcle-no-ranking,pcle-bone,pcle-joint-motion,pcle-bone-motion
 	$(BIN)/pcle ensemble $(CPU_STREAMS) --search-val --out $(CPU_OUT)/ensemble-pcle-4stream.json
+
+nw-ucla-cpu-fp32:
+	$(MAKE) nw-ucla-cpu CPU_CONFIG=configs/nw-ucla-cpu-fp32.yaml CPU_OUT=results/nw-ucla-cpu
 
 nw-ucla-cpu-long: install
 	$(CPU_LONG) --seeds 0 --only gap,pcke,pcle-hybrid
@@ -116,10 +125,10 @@ nw-ucla-cpu-long: install
 			--out results/nw-ucla-cpu-long/ensemble-$$m-4stream-fixed.json || exit 1; \
 	done
 
-# unseen actions on NW-UCLA (CPU protocol): 5 random splits of 2 unseen classes, PCKE and PCLE trained on
+# unseen actions on NW-UCLA (the CPU protocol's fp32 twin, as its committed runs): 5 random splits of 2 unseen classes, PCKE and PCLE trained on
 # the 8 seen ones; the class-name baseline is PCKE's `name` text mode (no extra training). Resumable.
 nw-ucla-zs: install
-	$(BIN)/pcle zeroshot-grid --dataset nw-ucla --config configs/nw-ucla-cpu.yaml --methods pcke,pcle \
+	$(BIN)/pcle zeroshot-grid --dataset nw-ucla --config configs/nw-ucla-cpu-fp32.yaml --methods pcke,pcle \
 		--splits random:2:0-4 --set run.eval_every=4 --out results/nw-ucla-zs
 
 # the result tables of README.md and docs/ from results/ (spec: docs/tables.yaml); tables-check changes

@@ -7,7 +7,7 @@ Two parts, one process:
 2. Steps: the real training step (`train_one_epoch` over one batch of real NW-UCLA clips: forward,
    fp32 losses, backward, SGD) of GAP, PCKE and PCLE at the CPU protocol's shapes (batch 32, 52
    frames, 20 joints, width 64, 10 classes; `pcle-hybrid` is PCLE as the CPU grid reports it), today's
-   fp32 eager step (`configs/nw-ucla-cpu.yaml`) against the fast path (`configs/nw-ucla-cpu-fast.yaml`:
+   fp32 eager step (`configs/nw-ucla-cpu-fp32.yaml`) against the fast path (`configs/nw-ucla-cpu.yaml`:
    bf16 autocast, fused subsets, eager attention in the text tower). FLOPs per clip are counted on the fp32 step
    (torch.utils.flop_counter, 2 per multiply-add, as bench.flops); achieved GFLOP/s = FLOPs per clip
    x clips/s, as a fraction of the measured peak of the step's own precision.
@@ -43,8 +43,8 @@ from recognizer.training.run_setup import default_root, with_data_root
 from recognizer.training.speed import apply_fast_path, cpu_has_native_bf16
 
 RESULTS = ROOT / "bench" / "results" / "peak.json"
-BASE_CONFIG = ROOT / "configs" / "nw-ucla-cpu.yaml"
-FAST_CONFIG = ROOT / "configs" / "nw-ucla-cpu-fast.yaml"
+BASE_CONFIG = ROOT / "configs" / "nw-ucla-cpu-fp32.yaml"
+FAST_CONFIG = ROOT / "configs" / "nw-ucla-cpu.yaml"
 console = Console()
 
 

@@ -6,11 +6,11 @@ Prints the top operators by self CPU time and the time spent inside the text enc
 `text_encoder` record) versus the rest of the step, and writes `bench/results/profile_<mode>.txt`.
 
 With `--method gap|pcke|pcle` it profiles instead the real training step of the CPU protocol
-(`configs/nw-ucla-cpu.yaml`, or `--config`: batch 32 of real NW-UCLA clips, the loader, the losses and
+(`configs/nw-ucla-cpu-fp32.yaml`, or `--config`: batch 32 of real NW-UCLA clips, the loader, the losses and
 the SGD step included, as bench.peak times it), grouped by operator and input shapes, and writes
 `bench/results/profile_cpu_<method>.txt`:
 
-    .venv/bin/python -m bench.profile_step --method pcle [--config configs/nw-ucla-cpu-fast.yaml]
+    .venv/bin/python -m bench.profile_step --method pcle [--config configs/nw-ucla-cpu.yaml]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--method", choices=["gap", "pcke", "pcle"], default=None,
                     help="profile this method's CPU-protocol step instead of a bench.step mode")
-    ap.add_argument("--config", default=str(ROOT / "configs" / "nw-ucla-cpu.yaml"))
+    ap.add_argument("--config", default=str(ROOT / "configs" / "nw-ucla-cpu-fp32.yaml"))
     ap.add_argument("--rows", type=int, default=15)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="with --method: override a config key (e.g. prompt.hybrid=true)")

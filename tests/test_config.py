@@ -137,7 +137,7 @@ def test_long_cpu_protocol_differs_from_the_cpu_protocol_in_schedule_only():
 
     schedule = {"optim.epochs", "optim.repeat", "optim.warmup_epochs"}
     for method in ("gap", "pcke", "pcle"):
-        cpu = flatten(asdict(resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu.yaml"))))
+        cpu = flatten(asdict(resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu-fp32.yaml"))))
         long = flatten(asdict(resolve("nw-ucla", method, str(CONFIG_DIR / "nw-ucla-cpu-long.yaml"))))
         assert {k for k in cpu if cpu[k] != long[k]} == schedule
         # the same warm-up passes, more passes in all

@@ -241,9 +241,9 @@ def test_persistent_workers_see_each_epoch_as_a_fresh_loader_does():
         torch.testing.assert_close(b, a)
 
 
-def test_fast_cpu_config_is_the_cpu_protocol_plus_the_speed_keys_only():
-    base = flatten(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu.yaml").read_text()))
-    fast = flatten(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu-fast.yaml").read_text()))
+def test_cpu_protocol_is_its_fp32_twin_plus_the_speed_keys_only():
+    base = flatten(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu-fp32.yaml").read_text()))
+    fast = flatten(yaml.safe_load((REPO / "configs" / "nw-ucla-cpu.yaml").read_text()))
     speed = {"run.amp", "run.compile", "model.fused_subsets", "model.channels_last", "text.attn_implementation",
              "data.persistent_workers", "data.prefetch_factor"}
     assert {k for k in base.keys() | fast.keys() if base.get(k) != fast.get(k)} <= speed
@@ -278,3 +278,25 @@ def test_committed_runs_keep_the_config_hash_their_ablation_table_records():
     for r in rows:
         saved = from_yaml_text((REPO / r["run"] / "config.yaml").read_text())
         assert config_hash(saved) == r["config_hash"], r["run"]
+
+
+@pytest.mark.parametrize("config, folder", [("nw-ucla-cpu.yaml", "nw-ucla-cpu-fast2"),
+                                            ("nw-ucla-cpu-fp32.yaml", "nw-ucla-cpu")])
+def test_each_cpu_protocol_file_plans_the_runs_its_grid_folder_holds(config, folder):
+    """The CPU protocol is the fast path and its fp32 twin keeps the first grid: `pcle ablate` with either file
+    must plan the config hashes its committed folder records, or a rerun would refuse (or retrain) them. The
+    data location is bookkeeping of the machine that trained, so it is taken from the run."""
+    import csv
+
+    from recognizer.analysis.ablate import PCLE_HYBRID
+    from recognizer.analysis.runs import config_hash
+    from recognizer.config import from_yaml_text, resolve
+
+    rows = [r for r in csv.DictReader((REPO / "results" / folder / "ablation.csv").open()) if r["seed"] == "0"
+            and r["name"] in ("gap", "pcle-hybrid")]
+    assert {r["name"] for r in rows} == {"gap", "pcle-hybrid"}
+    for r in rows:
+        root = from_yaml_text((REPO / r["run"] / "config.yaml").read_text()).data.root
+        extra = PCLE_HYBRID if r["name"] == "pcle-hybrid" else []
+        planned = resolve("nw-ucla", r["method"], str(REPO / "configs" / config), [*extra, f"data.root={root}"])
+        assert config_hash(planned) == r["config_hash"], r["run"]

@@ -1,8 +1,9 @@
 """The fast path of a step: mixed precision, fused graph convolutions, torch.compile, loader overlap.
 
 Each piece is a config key whose default is the behaviour before it existed, so a committed run keeps
-its config hash and trains as it did; `configs/nw-ucla-cpu-fast.yaml` switches them on together and
-docs/benchmarks.md has the measured gain. Training, evaluation and `pcle predict` call the same
+its config hash and trains as it did; the CPU protocol (`configs/nw-ucla-cpu.yaml`) switches them on
+together (its fp32 twin, `configs/nw-ucla-cpu-fp32.yaml`, leaves them off) and docs/benchmarks.md has the
+measured gain. Training, evaluation and `pcle predict` call the same
 functions here, so a run is scored on the path it was trained on.
 """
 
@@ -53,7 +54,8 @@ def bf16_warning(device: torch.device, dtype: torch.dtype | None,
     if device.type != "cpu" or dtype != torch.bfloat16 or cpu_has_native_bf16(cpuinfo) is not False:
         return None
     return ("run.amp=bf16: this CPU has no native bf16 (no avx512_bf16, amx_bf16 or bf16 in /proc/cpuinfo), so "
-            "bf16 autocast is emulated and several times slower than fp32 here; train with --set run.amp=off")
+            "bf16 autocast is emulated and several times slower than fp32 here; train with --set run.amp=off (for the "
+            "NW-UCLA CPU protocol: --config configs/nw-ucla-cpu-fp32.yaml)")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PCLE=${PCLE:-.venv/bin/pcle}
-BASE=(--dataset nw-ucla --config configs/nw-ucla-cpu.yaml --set model.width=32 --set optim.epochs=4
+BASE=(--dataset nw-ucla --config configs/nw-ucla-cpu-fp32.yaml --set model.width=32 --set optim.epochs=4
       --set optim.warmup_epochs=1 --set run.eval_every=4 --set model.inference=fusion --set model.fuse_weight=1.0)
 for v in $1; do
   mapfile -t lines < "results/pcle-screen/variants/$v.txt"
