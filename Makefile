@@ -108,6 +108,7 @@ nw-ucla-cpu: install
 	$(CPU_GRID) --seeds 0 --set run.eval_every=4 \
 		--only pcle-no-bridger,pcle-no-interaction,pcle-no-ranking,pcle-bone,pcle-joint-motion,pcle-bone-motion
 	$(BIN)/pcle ensemble $(CPU_STREAMS) --search-val --out $(CPU_OUT)/ensemble-pcle-4stream.json
+	$(BIN)/pcle ensemble $(CPU_STREAMS) --out $(CPU_OUT)/ensemble-pcle-4stream-fixed.json
 
 nw-ucla-cpu-fp32:
 	$(MAKE) nw-ucla-cpu CPU_CONFIG=configs/nw-ucla-cpu-fp32.yaml CPU_OUT=results/nw-ucla-cpu
