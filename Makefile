@@ -15,6 +15,9 @@ CONFIG  ?=
 OUT     ?= runs/$(DATASET)-$(METHOD)
 NPROC   ?= 1
 TRAIN_ARGS ?=
+# where the dataset is (file or folder) for train, reproduce and the NW-UCLA grids; empty: the dataset's default
+DATA_ROOT ?=
+DATA_ARG = $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 # Knowledge engine knobs (make prompts LLM_BASE_URL=http://127.0.0.1:8000/v1 LLM_MODEL=...)
 PROMPTS_DATASET ?= nw-ucla
@@ -39,13 +42,19 @@ REPRO_ARGS ?=
 # results/nw-ucla-cpu, the first grid's folder, whose runs it finds and skips.
 CPU_CONFIG ?= configs/nw-ucla-cpu.yaml
 CPU_OUT    ?= results/nw-ucla-cpu-fast2
-CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config $(CPU_CONFIG) --out $(CPU_OUT)
+FP32_OUT   ?= results/nw-ucla-cpu
+# The grids below read NW-UCLA from DATA_ROOT (set above; empty: ../shared/data/nw-ucla/all_sqe beside the
+# repository). The data root is part of every run's config, so a grid finds and skips the committed run folders
+# only when the data sits where they were made; to train a grid yourself, name a fresh folder too:
+#   make nw-ucla-cpu DATA_ROOT=~/data/nw-ucla/all_sqe CPU_OUT=results/my-grid   (also FP32_OUT, LONG_OUT, ZS_OUT)
+CPU_GRID = $(BIN)/pcle ablate --dataset nw-ucla --config $(CPU_CONFIG) --out $(CPU_OUT) $(DATA_ARG)
 CPU_STREAMS = $(CPU_OUT)/pcle/seed0 $(foreach s,bone joint-motion bone-motion,$(CPU_OUT)/pcle-$(s)/seed0)
 
 # Long CPU protocol (make nw-ucla-cpu-long, issue 26): 60 passes; one GAP run took 1h36m on a 2-core AMD EPYC
 # (Zen 3, fp32; results/nw-ucla-cpu-long/gap/seed0/train.log), so run it one row at a time (it resumes: rerun the same command in the next
 # session). Seed 0 of each method scores every epoch (the curves), the rest every 5th and the last.
-CPU_LONG = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu-long.yaml --out results/nw-ucla-cpu-long
+LONG_OUT ?= results/nw-ucla-cpu-long
+CPU_LONG = $(BIN)/pcle ablate --dataset nw-ucla --config configs/nw-ucla-cpu-long.yaml --out $(LONG_OUT) $(DATA_ARG)
 LONG_STREAMS = bone joint-motion bone-motion
 # the joint-stream method whose streams are trained: the best on validation after the 3-seed grid (gap, pcke, pcle-hybrid)
 LONG_BEST ?=
@@ -67,9 +76,9 @@ install: $(VENV)/.installed
 
 train: install
 ifeq ($(NPROC),1)
-	$(BIN)/pcle train --dataset $(DATASET) --method $(METHOD) --out $(OUT) $(if $(CONFIG),--config $(CONFIG)) $(TRAIN_ARGS)
+	$(BIN)/pcle train --dataset $(DATASET) --method $(METHOD) --out $(OUT) $(if $(CONFIG),--config $(CONFIG)) $(DATA_ARG) $(TRAIN_ARGS)
 else
-	$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) -m pipeline train --dataset $(DATASET) --method $(METHOD) --out $(OUT) $(if $(CONFIG),--config $(CONFIG)) $(TRAIN_ARGS)
+	$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) -m pipeline train --dataset $(DATASET) --method $(METHOD) --out $(OUT) $(if $(CONFIG),--config $(CONFIG)) $(DATA_ARG) $(TRAIN_ARGS)
 endif
 
 test: install
@@ -91,7 +100,7 @@ endif
 		[ $$rc -eq 0 ] || [ $$rc -eq 3 ]
 
 reproduce: install
-	$(BIN)/pcle reproduce --dataset $(DATASET) --out $(REPRO_OUT) $(REPRO_ARGS)
+	$(BIN)/pcle reproduce --dataset $(DATASET) --out $(REPRO_OUT) $(DATA_ARG) $(REPRO_ARGS)
 
 nw-ucla-cpu: install
 	@[ "$(CPU_CONFIG)" != configs/nw-ucla-cpu.yaml ] || $(BIN)/python -c "import sys; from recognizer.training.speed import \
@@ -111,7 +120,7 @@ nw-ucla-cpu: install
 	$(BIN)/pcle ensemble $(CPU_STREAMS) --out $(CPU_OUT)/ensemble-pcle-4stream-fixed.json
 
 nw-ucla-cpu-fp32:
-	$(MAKE) nw-ucla-cpu CPU_CONFIG=configs/nw-ucla-cpu-fp32.yaml CPU_OUT=results/nw-ucla-cpu
+	$(MAKE) nw-ucla-cpu CPU_CONFIG=configs/nw-ucla-cpu-fp32.yaml CPU_OUT=$(FP32_OUT)
 
 nw-ucla-cpu-long: install
 	$(CPU_LONG) --seeds 0 --only gap,pcke,pcle-hybrid
@@ -120,17 +129,18 @@ nw-ucla-cpu-long: install
 	@test -n "$(LONG_BEST)" || { echo "make nw-ucla-cpu-long: joint-stream grid done; for the streams set LONG_BEST to the method best on validation (gap, pcke or pcle-hybrid)"; exit 2; }
 	$(CPU_LONG) --seeds 0 --set run.eval_every=5 --only $(LONG_STREAM_ROWS)
 	for m in $(LONG_BEST) gap; do \
-		$(BIN)/pcle ensemble results/nw-ucla-cpu-long/$$m/seed0 $(foreach s,$(LONG_STREAMS),results/nw-ucla-cpu-long/$$m-$(s)/seed0) \
-			--search-val --out results/nw-ucla-cpu-long/ensemble-$$m-4stream.json || exit 1; \
-		$(BIN)/pcle ensemble results/nw-ucla-cpu-long/$$m/seed0 $(foreach s,$(LONG_STREAMS),results/nw-ucla-cpu-long/$$m-$(s)/seed0) \
-			--out results/nw-ucla-cpu-long/ensemble-$$m-4stream-fixed.json || exit 1; \
+		$(BIN)/pcle ensemble $(LONG_OUT)/$$m/seed0 $(foreach s,$(LONG_STREAMS),$(LONG_OUT)/$$m-$(s)/seed0) \
+			--search-val --out $(LONG_OUT)/ensemble-$$m-4stream.json || exit 1; \
+		$(BIN)/pcle ensemble $(LONG_OUT)/$$m/seed0 $(foreach s,$(LONG_STREAMS),$(LONG_OUT)/$$m-$(s)/seed0) \
+			--out $(LONG_OUT)/ensemble-$$m-4stream-fixed.json || exit 1; \
 	done
 
 # unseen actions on NW-UCLA (the CPU protocol's fp32 twin, as its committed runs): 5 random splits of 2 unseen classes, PCKE and PCLE trained on
 # the 8 seen ones; the class-name baseline is PCKE's `name` text mode (no extra training). Resumable.
+ZS_OUT ?= results/nw-ucla-zs
 nw-ucla-zs: install
 	$(BIN)/pcle zeroshot-grid --dataset nw-ucla --config configs/nw-ucla-cpu-fp32.yaml --methods pcke,pcle \
-		--splits random:2:0-4 --set run.eval_every=4 --out results/nw-ucla-zs
+		--splits random:2:0-4 --set run.eval_every=4 --out $(ZS_OUT) $(DATA_ARG)
 
 # the result tables of README.md and docs/ from results/ (spec: docs/tables.yaml); tables-check changes
 # nothing and names each table that differs from its run folders (exit 1)

@@ -65,16 +65,15 @@ def infer_dataset(root: str) -> str:
                      "(nw-ucla, ntu60-xsub, ntu60-xview, ntu120-xsub, ntu120-xset, native)")
 
 
-def dataset_named(config: Path | None, sets: list[str]) -> str | None:
-    """The dataset a --config file or a --set names, so that its preset (not synthetic's) is applied."""
-    from recognizer.config import parse_override, read_yaml
+def with_root(dataset: str | None, config: Path | None, sets: list[str], data_root: str | None
+              ) -> tuple[str | None, list[str]]:
+    """`--data-root` as every command takes it (train, ablate, reproduce, zeroshot-grid): the dataset it
+    names (--dataset, else the one a --config/--set names, else what the folder says it is) and the --set
+    items with `data.root` added, so a grid's runs read the data where it is."""
+    from recognizer.config import dataset_named
 
-    named = None
-    if config:
-        named = (read_yaml(config).get("data") or {}).get("dataset")
-    for item in sets:
-        named = (parse_override(item).get("data") or {}).get("dataset", named) if "=" in item else named
-    return named
+    overrides = [*sets, f"data.root={data_root}"] if data_root else list(sets)
+    return dataset or dataset_named(config, sets) or (infer_dataset(data_root) if data_root else None), overrides
 
 
 def check_corpus(cfg) -> None:
@@ -123,14 +122,11 @@ def train_command(
     with clean_errors(lambda: interrupted_run(run)):
         if stop_after is not None and stop_after < 1:
             raise ValueError(f"--stop-after {stop_after}: must be at least 1 (the epochs to train before stopping)")
-        overrides = list(set_)
-        if data_root:
-            overrides.append(f"data.root={data_root}")
+        dataset, overrides = with_root(dataset, config, list(set_), data_root)
         if prompts:
             overrides.append(f"prompt.corpus={prompts}")
         if epochs is not None:
             overrides.append(f"optim.epochs={epochs}")
-        dataset = dataset or dataset_named(config, set_) or (infer_dataset(data_root) if data_root else None)
         cfg = resolve(dataset, method, str(config) if config else None, overrides)
         if not resume:
             check_corpus(cfg)
@@ -247,6 +243,7 @@ def ablate_command(
     seeds: str = typer.Option("0", help="comma-separated seeds, e.g. 0,1,2"),
     epochs: int = typer.Option(None, help="override optim.epochs for every run"),
     set_: list[str] = typer.Option([], "--set", help="override any config key for every run"),
+    data_root: str = typer.Option(None, help="dataset location (file or folder) for every run"),
     only: list[str] = typer.Option(None, "--only", help="run only these rows (names, comma-separated)"),
     out: Path = typer.Option(..., help="grid folder: OUT/<row>/seed<k>/, OUT/ablation.md, OUT/ablation.csv"),
     progress: bool = typer.Option(False, help="show progress bars"),
@@ -256,7 +253,8 @@ def ablate_command(
 
     with clean_errors(lambda: "interrupted: finished runs are kept and the current one resumes from its last "
                               "epoch; rerun the same command to continue"):
-        records = run_grid(out, dataset, str(config) if config else None, parse_seeds(seeds), epochs, list(set_),
+        dataset, overrides = with_root(dataset, config, list(set_), data_root)
+        records = run_grid(out, dataset, str(config) if config else None, parse_seeds(seeds), epochs, overrides,
                            only, progress, log=console.print)
         console.print((out / "ablation.md").read_text(), markup=False)
         console.print(f"tables: {out / 'ablation.md'}, {out / 'ablation.csv'} ({len(records)} runs)")
@@ -355,6 +353,7 @@ def reproduce_command(
     out: Path = typer.Option(None, help="output folder (default results/reproduce-DATASET)"),
     config: Path = typer.Option(None, help="YAML config applied over the dataset preset"),
     set_: list[str] = typer.Option([], "--set", help="override any config key for every run"),
+    data_root: str = typer.Option(None, help="dataset location (file or folder) for every run"),
     streams: str = typer.Option("joint,bone,joint_motion,bone_motion", help="streams to train"),
     methods: str = typer.Option("gap,pcke,pcle", help="methods to train"),
     seed: int = typer.Option(0, help="run.seed of every run"),
@@ -366,7 +365,8 @@ def reproduce_command(
 
     with clean_errors():
         target = out or Path("results") / f"reproduce-{dataset}"
-        reproduce(dataset, target, str(config) if config else None, list(set_), streams, methods, seed, epochs,
+        _, overrides = with_root(dataset, config, list(set_), data_root)
+        reproduce(dataset, target, str(config) if config else None, overrides, streams, methods, seed, epochs,
                   progress, log=lambda m: console.print(m, highlight=False))
         console.print((target / "table.md").read_text(), highlight=False)
 

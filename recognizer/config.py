@@ -236,6 +236,17 @@ def apply_method(cfg: Config, method: str) -> Config:
     return cfg
 
 
+def dataset_named(config_file: str | Path | None, overrides: list[str] | None) -> str | None:
+    """The dataset a config file or a `--set` item names (the last one wins), so that without a
+    dataset argument its preset, not the default dataset's, is applied."""
+    named = None
+    if config_file:
+        named = (read_yaml(config_file).get("data") or {}).get("dataset")
+    for item in overrides or []:
+        named = (parse_override(item).get("data") or {}).get("dataset", named) if "=" in item else named
+    return named
+
+
 def preset_path(dataset: str) -> Path | None:
     """configs/<dataset>.yaml, else the family's (ntu60-xsub -> configs/ntu.yaml)."""
     family = dataset.split("-")[0].rstrip("0123456789")
@@ -265,8 +276,11 @@ def epochs_win(layer: dict) -> dict:
 
 def resolve(dataset: str | None = None, method: str | None = None, config_file: str | None = None,
             overrides: list[str] | None = None) -> Config:
-    """defaults -> preset -> --config -> their `methods:` blocks for the run's method -> --set -> --method."""
+    """defaults -> preset -> --config -> their `methods:` blocks for the run's method -> --set -> --method.
+    The preset is the dataset argument's, else the one the config file or a --set names (a grid run with
+    `--config configs/nw-ucla-cpu.yaml` and no --dataset gets NW-UCLA's preset, not synthetic's)."""
     cfg = Config()
+    dataset = dataset or dataset_named(config_file, overrides)
     if dataset:
         cfg = merge(cfg, {"data": {"dataset": dataset}})
     preset = preset_path(cfg.data.dataset)

@@ -143,3 +143,14 @@ def test_long_cpu_protocol_differs_from_the_cpu_protocol_in_schedule_only():
         # the same warm-up passes, more passes in all
         assert long["optim.warmup_epochs"] * long["optim.repeat"] == cpu["optim.warmup_epochs"] * cpu["optim.repeat"]
         assert long["optim.epochs"] * long["optim.repeat"] > 3 * cpu["optim.epochs"] * cpu["optim.repeat"]
+
+
+def test_a_config_file_or_set_names_the_preset_when_no_dataset_is_given():
+    """`pcle ablate --config configs/nw-ucla-cpu.yaml` without --dataset used to train NW-UCLA on the synthetic
+    preset's pipeline (width 16, window 32, crop): the preset must be the dataset the config names."""
+    named = resolve(None, "gap", "configs/nw-ucla-cpu.yaml")
+    assert named == resolve("nw-ucla", "gap", "configs/nw-ucla-cpu.yaml")
+    assert named.data.clip.window == 52 and named.model.width == 64
+    assert resolve(None, "gap", overrides=["data.dataset=nw-ucla"]) == resolve("nw-ucla", "gap")
+    # the dataset argument still wins over the file's
+    assert resolve("synthetic", "gap", "configs/nw-ucla-cpu.yaml").data.dataset == "synthetic"

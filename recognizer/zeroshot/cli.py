@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from recognizer.cli import clean_errors, console
+from recognizer.cli import clean_errors, console, with_root
 from recognizer.zeroshot.evaluate import HEADERS, METRICS, aggregate
 
 
@@ -81,6 +81,7 @@ def zeroshot_grid_command(
                                      "random:K:A-B = seeds A..B (e.g. random:2:0-4, ntu60-55/5)"),
     epochs: int = typer.Option(None, help="override optim.epochs for every run"),
     set_: list[str] = typer.Option([], "--set", help="override any config key for every run"),
+    data_root: str = typer.Option(None, help="dataset location (file or folder) for every run"),
     gamma: float = typer.Option(0.0, help="GZSL calibrated stacking gamma"),
     parts: float = typer.Option(0.0, help="weight of the part-description scores"),
     out: Path = typer.Option(..., help="grid folder: OUT/<method>/<split>/, OUT/zeroshot.{md,csv,json}"),
@@ -90,7 +91,8 @@ def zeroshot_grid_command(
     from recognizer.zeroshot.grid import parse_methods, run_zeroshot_grid
 
     with clean_errors():
+        dataset, overrides = with_root(dataset, config, list(set_), data_root)
         records = run_zeroshot_grid(out, dataset, str(config) if config else None, parse_methods(methods),
-                                    list(splits), epochs, list(set_), gamma, parts, progress, log=console.print)
+                                    list(splits), epochs, overrides, gamma, parts, progress, log=console.print)
         console.print((out / "zeroshot.md").read_text(), markup=False)
         console.print(f"tables: {out / 'zeroshot.md'}, {out / 'zeroshot.csv'} ({len(records)} evaluations)")

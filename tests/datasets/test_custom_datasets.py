@@ -259,3 +259,25 @@ def test_shipped_msr20_layout_file(tmp_path):
     lengths = np.full(4, 10)
     assert geometry_warnings(clips, lengths, msr) == []
     assert any("joint order" in m for m in geometry_warnings(clips, lengths, UCLA20))
+
+
+def test_grid_commands_take_data_root(tmp_path):
+    """`pcle ablate / reproduce / zeroshot-grid --data-root` as `pcle train` takes it (the dataset's error
+    message says "pass --data-root", and `make nw-ucla-cpu UCLA_ROOT=...` passes it): each run reads there."""
+    folder = write(tmp_path, "mine")
+    tiny = ["data.clip.window=8", "data.num_workers=0", "model.width=8", "model.heads=2", "model.bridger_queries=2",
+            "text.encoder=tiny-bert", "text.tiny_dim=32", "optim.batch_size=8", "optim.warmup_epochs=1",
+            "run.threads=1", f"prompt.cache_dir={tmp_path / 'tc'}"]
+    sets = [x for t in tiny for x in ("--set", t)]
+    out = tmp_path / "grid"
+    res = CliRunner().invoke(app, ["ablate", "--data-root", str(folder), "--only", "gap", "--epochs", "1",
+                                   "--out", str(out), *sets])
+    assert res.exit_code == 0, res.output
+    saved = (out / "gap" / "seed0" / "config.yaml").read_text()
+    assert f"root: {folder.resolve()}" in saved and "dataset: native" in saved
+    missing = tmp_path / "elsewhere" / "all_sqe"
+    for args in (["reproduce", "--dataset", "nw-ucla", "--methods", "gap", "--streams", "joint", "--epochs", "1"],
+                 ["zeroshot-grid", "--dataset", "nw-ucla", "--methods", "pcke", "--epochs", "1"]):
+        res = CliRunner().invoke(app, [*args, "--data-root", str(missing), "--out", str(tmp_path / args[0]), *sets])
+        assert res.exit_code != 0 and "No such option" not in res.output, res.output
+        assert f"{missing}: NW-UCLA folder not found" in flat(res), res.output
