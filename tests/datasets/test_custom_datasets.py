@@ -263,7 +263,7 @@ def test_shipped_msr20_layout_file(tmp_path):
 
 def test_grid_commands_take_data_root(tmp_path):
     """`pcle ablate / reproduce / zeroshot-grid --data-root` as `pcle train` takes it (the dataset's error
-    message says "pass --data-root", and `make nw-ucla-cpu UCLA_ROOT=...` passes it): each run reads there."""
+    message says "pass --data-root", and `make nw-ucla-cpu DATA_ROOT=...` passes it): each run reads there."""
     folder = write(tmp_path, "mine")
     tiny = ["data.clip.window=8", "data.num_workers=0", "model.width=8", "model.heads=2", "model.bridger_queries=2",
             "text.encoder=tiny-bert", "text.tiny_dim=32", "optim.batch_size=8", "optim.warmup_epochs=1",
