@@ -329,6 +329,9 @@ def choose_inference(model: PromptedContrastiveModel, cfg: Config, env: Env, val
             chosen.update(val_top1=_rule_top1(candidates, chosen["rule"], chosen["weight"]),
                           val_top1_logits=_rule_top1(candidates, "logits", 0.0))
     model.fusion.copy_(torch.tensor([0.0 if chosen["rule"] == "similarity" else 1.0, chosen["weight"]]))
+    if val_loader is not None and "val_top1" not in chosen:  # the head's logits, fixed (GAP): score them too
+        head = topk(*predict(model, val_loader, env), 1)
+        chosen.update(val_top1=head, val_top1_logits=head)
     return chosen
 
 

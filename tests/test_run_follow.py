@@ -82,6 +82,29 @@ def test_best_checkpoint_is_chosen_on_validation(cli_run):
     assert best.meta["epoch"] == metrics["best_epoch"] and best.model.class_text.abs().sum() > 0
 
 
+def test_a_fixed_logits_rule_records_its_validation_top1(cli_run, tmp_path):
+    """GAP's rule is fixed (the head's logits), yet its record holds the final model's validation top-1 like
+    a chosen rule's; a metrics.json written before that gets it back from the saved validation scores."""
+    import shutil
+
+    from recognizer.analysis.runs import compare_runs, read_run
+
+    run = cli_run["run"]
+    last = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]
+    inference = json.loads((run / "metrics.json").read_text())["inference"]
+    assert inference["rule"] == "logits" and inference["chosen_on"] == "fixed"
+    assert inference["val_top1"] == pytest.approx(last["val_top1"]) == inference["val_top1_logits"]
+    old = tmp_path / "old"
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns("*.pt", "tb"))
+    metrics = json.loads((old / "metrics.json").read_text())
+    metrics["inference"] = {"rule": "logits", "weight": 0.0, "chosen_on": "fixed"}
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    assert read_run(old).metrics["inference"]["val_top1"] == pytest.approx(last["val_top1"])
+    assert compare_runs([old])[0]["val_top1"] == pytest.approx(last["val_top1"])
+    (old / "scores_val.npy").unlink()  # no saved scores: unknown, not made up
+    assert "val_top1" not in read_run(old).metrics["inference"]
+
+
 def test_resume_uses_the_runs_own_config_and_can_extend(tmp_path):
     run = tmp_path / "r"
     args = tiny_args(tmp_path, "--dataset", "synthetic", "--method", "gap", "--out", str(run))  # run.threads=1

@@ -82,7 +82,24 @@ def read_run(path: Path) -> RunInfo:
         raise ValueError(f"{path / 'metrics.json'}: has no 'top1' (not a finished run)")
     if "top1_logits" not in metrics and (head := last_epoch_head_top1(path, metrics.get("epochs"))) is not None:
         metrics = {**metrics, "top1_logits": head}
+    inference = metrics.get("inference")
+    if isinstance(inference, dict) and "val_top1" not in inference and (val := saved_val_top1(path)) is not None:
+        head = {"val_top1_logits": val} if inference.get("rule") == "logits" else {}
+        metrics = {**metrics, "inference": {**inference, "val_top1": val, **head}}
     return RunInfo(path, config, metrics)
+
+
+def saved_val_top1(path: Path) -> float | None:
+    """Validation top-1 of the chosen rule for runs whose metrics.json predates recording it for a fixed
+    logits rule (GAP): from the validation scores training saved with that rule (scores_val.npy)."""
+    try:
+        scores = np.load(path / "scores_val.npy", allow_pickle=False)
+        labels = np.load(path / "labels_val.npy", allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # no validation split, or unreadable: unknown, shown as such
+        return None
+    if scores.ndim != 2 or labels.shape != (len(scores),) or not len(scores):
+        return None
+    return float((scores.argmax(1) == labels).mean() * 100)
 
 
 def last_epoch_head_top1(path: Path, epochs: int | None) -> float | None:
