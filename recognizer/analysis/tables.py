@@ -22,6 +22,7 @@ For a row of run folders (`runs:` a group name or a glob; seeds from config.yaml
   {delta.METRIC.GROUP...}  the same against a named GROUP, for tables whose rows share one reference
   {ens.NAME.top1} / {ens.NAME.top5} / {ens.NAME.seeds} / {ens.NAME.weight}  a `pcle ensemble --out` JSON
                     (weight: of the row's single run in that ensemble)
+  {ens.NAME.delta.OTHER}  top-1 of ensemble NAME minus OTHER's (signed; both of the same seeds)
   {KEY}             any other key of the row: its text (a computed name needs `cite`: a published row)
 """
 
@@ -268,8 +269,11 @@ class RowContext:
     def _ensemble(self, expr: str, decimals: int | None) -> tuple[str, float | None]:
         d = 2 if decimals is None else decimals
         parts = expr.split(".")
+        if len(parts) == 4 and parts[2] == "delta":
+            return self._ensemble_delta(parts[1], parts[3], d)
         if len(parts) != 3 or parts[2] not in ("top1", "top5", "seeds", "weight"):
-            raise TableError(f"{self.where}: '{{{expr}}}': write ens.NAME.top1|top5|seeds|weight")
+            raise TableError(f"{self.where}: '{{{expr}}}': write ens.NAME.top1|top5|seeds|weight or "
+                             "ens.NAME.delta.OTHER")
         name, key = parts[1], parts[2]
         record = self.sources.ensemble(name, self.where)
         rel = self.sources.ensembles[name]
@@ -290,6 +294,15 @@ class RowContext:
             raise TableError(f"{self.where}: {mine} is not one of the runs in {rel}")
         w = float(weights[0])
         return (f"{w:g}" if decimals is None else number(w, d)), w  # weights print as 0.4, 0.6, 0
+
+    def _ensemble_delta(self, name: str, other: str, decimals: int) -> tuple[str, float]:
+        """Top-1 of ensemble NAME minus OTHER's: like for like only when both are of the same seeds."""
+        seeds = {n: self._ensemble(f"ens.{n}.seeds", None)[0] for n in (name, other)}
+        if seeds[name] != seeds[other]:
+            raise TableError(f"{self.where}: '{{ens.{name}.delta.{other}}}': {name} is of seeds {seeds[name]}, "
+                             f"{other} of seeds {seeds[other]}; a difference needs the same seeds")
+        diff = self._ensemble(f"ens.{name}.top1", None)[1] - self._ensemble(f"ens.{other}.top1", None)[1]
+        return signed(diff, decimals), diff
 
 
 # ---------------------------------------------------------------- table kinds

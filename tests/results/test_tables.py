@@ -113,6 +113,26 @@ def test_validation_top1_from_the_inference_record_and_paired(tmp_path: Path):
     assert table.splitlines()[2] == "| new | 83.00 | +3.00, 0.00 |"
 
 
+def test_ensemble_difference_of_the_same_seeds(tmp_path: Path):
+    """A 4-stream comparison is like for like: {ens.A.delta.B} is A's top-1 minus B's, refused across seeds."""
+    columns = [{"header": "method", "cell": "{label}"}, {"header": "− GAP", "cell": "{ens.new4.delta.gap4}"}]
+    root = small_repo(tmp_path, [{"label": "new, 4-stream", "cells": {}}], columns)
+    records = {"new4": (91.5, "results/new/seed0"), "gap4": (92.75, "results/gap/seed0"),
+               "gap4-seed1": (80.0, "results/gap/seed1")}
+    for name, (top1, run) in records.items():
+        (root / "results" / f"{name}.json").write_text(json.dumps({"top1": top1, "top5": 99.0,
+                                                                   "runs": [{"run": run, "weight": 1.0}]}))
+    spec = yaml.safe_load((root / "docs" / "tables.yaml").read_text(encoding="utf-8"))
+    spec["ensembles"] = {name: f"results/{name}.json" for name in records}
+    (root / "docs" / "tables.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    table = regenerate(root)["page.md"][1].split("<!-- table:t -->\n\n")[1].split("\n<!-- /table:t -->")[0]
+    assert table.splitlines()[2] == "| new, 4-stream | \u22121.25 |"
+    spec["tables"][0]["columns"][1]["cell"] = "{ens.new4.delta.gap4-seed1}"
+    (root / "docs" / "tables.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(TableError, match="new4 is of seeds 0, gap4-seed1 of seeds 1; a difference needs the same"):
+        regenerate(root)
+
+
 def test_a_hand_typed_number_in_a_run_row_is_refused(tmp_path: Path):
     root = small_repo(tmp_path, [{"label": "GAP", "runs": "gap", "top1": "90.0"}], COLUMNS)
     with pytest.raises(TableError, match="row 1: 'top1' is computed from the run folders.*'cite'"):
