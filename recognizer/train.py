@@ -311,7 +311,8 @@ def choose_inference(model: PromptedContrastiveModel, cfg: Config, env: Env, val
     """Set `model.fusion` by `model.inference`: a rule fixed before training (`logits`, `similarity`, `fusion`
     at model.fuse_weight), or `auto`, which picks on the validation split only the best of logits,
     logits + w * similarity (w in INFERENCE_WEIGHTS) and similarity alone (ties: the simpler rule). With a
-    validation split the record also holds the rule's and the head's validation top-1 (never test)."""
+    validation split the record also holds the rule's and the head's validation top-1 (never test); for a
+    fixed logits rule the caller adds them from its validation scores (`record_head_val_top1`)."""
     rule = cfg.model.inference
     if rule not in ("auto", "logits", "similarity", "fusion"):
         raise ValueError(f"model.inference must be auto, logits, similarity or fusion, not '{rule}'")
@@ -329,10 +330,15 @@ def choose_inference(model: PromptedContrastiveModel, cfg: Config, env: Env, val
             chosen.update(val_top1=_rule_top1(candidates, chosen["rule"], chosen["weight"]),
                           val_top1_logits=_rule_top1(candidates, "logits", 0.0))
     model.fusion.copy_(torch.tensor([0.0 if chosen["rule"] == "similarity" else 1.0, chosen["weight"]]))
-    if val_loader is not None and "val_top1" not in chosen:  # the head's logits, fixed (GAP): score them too
-        head = topk(*predict(model, val_loader, env), 1)
-        chosen.update(val_top1=head, val_top1_logits=head)
     return chosen
+
+
+def record_head_val_top1(inference: dict, scores: np.ndarray, labels: np.ndarray) -> None:
+    """A fixed logits rule (GAP) is not scored on validation to be chosen: its record gets the final model's
+    validation top-1 from the (N, C) validation scores under that rule, as a chosen rule's record has it."""
+    if "val_top1" not in inference:
+        head = topk(scores, labels, 1)
+        inference.update(val_top1=head, val_top1_logits=head)
 
 
 def _validation_candidates(model: PromptedContrastiveModel, env: Env,
@@ -639,6 +645,8 @@ def finish_average(run: Path, ema: WeightAverage, opt, scaler, cfg: Config, part
     model = ema.model
     model.class_text.copy_(final_class_text(model, parts, cfg))
     inference = choose_inference(model, cfg, env, val_loader)
+    if val_loader is not None and "val_top1" not in inference:
+        record_head_val_top1(inference, *predict(model, val_loader, env))
     state = checkpoint_state(model, opt, scaler, cfg, parts, cfg.optim.epochs, history)
     state["inference"] = inference
     atomic_torch_save(state, run / "ema.pt")
@@ -654,15 +662,16 @@ def finish(run: Path, model: PromptedContrastiveModel, opt, scaler, cfg: Config,
     """Store the final class text in the checkpoint, write scores and metrics.json."""
     model.class_text.copy_(final_class_text(model, parts, cfg))
     inference = choose_inference(model, cfg, env, val_loader)  # never looks at the test split
+    if val_loader is not None:  # scored under the rule just set: scores_val.npy, and a fixed rule's record
+        v_scores, v_labels = predict(model, val_loader, env)
+        write_scores(run, "val", v_scores, v_labels, parts.val.names)
+        record_head_val_top1(inference, v_scores, v_labels)
     state = checkpoint_state(model, opt, scaler, cfg, parts, cfg.optim.epochs, history)
     state["inference"] = inference
     atomic_torch_save(state, run / "checkpoint.pt")
     # stored class text: no encoder
     scores, labels, logits = predict(model, test_loader, env, progress=progress, with_logits=True)
     write_scores(run, "test", scores, labels, parts.bundle.test.names)
-    if val_loader is not None:
-        v_scores, v_labels = predict(model, val_loader, env)
-        write_scores(run, "val", v_scores, v_labels, parts.val.names)
     speeds = [h["samples_per_s"] for h in history]
     metrics = {
         "method": cfg.method,

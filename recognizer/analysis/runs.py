@@ -92,14 +92,13 @@ def read_run(path: Path) -> RunInfo:
 def saved_val_top1(path: Path) -> float | None:
     """Validation top-1 of the chosen rule for runs whose metrics.json predates recording it for a fixed
     logits rule (GAP): from the validation scores training saved with that rule (scores_val.npy)."""
+    from recognizer.analysis.ensemble import EnsembleError, load_run, topk
+
     try:
-        scores = np.load(path / "scores_val.npy", allow_pickle=False)
-        labels = np.load(path / "labels_val.npy", allow_pickle=False)
-    except (OSError, ValueError, EOFError):  # no validation split, or unreadable: unknown, shown as such
+        val = load_run(path, "val")
+    except EnsembleError:  # no validation split, or unreadable: unknown, shown as such
         return None
-    if scores.ndim != 2 or labels.shape != (len(scores),) or not len(scores):
-        return None
-    return float((scores.argmax(1) == labels).mean() * 100)
+    return topk(val.scores, val.labels, 1) if len(val.labels) else None
 
 
 def last_epoch_head_top1(path: Path, epochs: int | None) -> float | None:
